@@ -1,0 +1,154 @@
+"""The district registry: one YAML file listing every district and where its data comes from.
+
+Adding a district is one entry in the file. Secrets never live in it: a district database's password
+(or its whole URL) is read from an environment variable that the entry names.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import yaml
+
+from orchestration.settings import registry_path
+
+CODE_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,30}$")
+
+
+class RegistryError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class DistrictSource:
+    """Exactly one of: a database on the state's own server, a URL, or an extract directory."""
+
+    kind: str  # "database" | "url" | "extract_dir"
+    database: str | None = None
+    url: str | None = None
+    url_env: str | None = None
+    password_env: str | None = None
+    extract_dir: Path | None = None
+
+    def describe(self) -> str:
+        if self.kind == "database":
+            return f"database {self.database} on the state server"
+        if self.kind == "extract_dir":
+            return f"extract directory {self.extract_dir}"
+        return f"database URL from ${self.url_env}" if self.url_env else f"database {self.url}"
+
+
+@dataclass(frozen=True)
+class District:
+    code: str
+    name: str
+    source: DistrictSource
+
+
+def validate_code(code: object, where: str = "district code") -> str:
+    if not isinstance(code, str) or not CODE_PATTERN.match(code):
+        raise RegistryError(
+            f"{where}: {code!r} is not a valid district code (1-30 letters, digits or underscores)"
+        )
+    return code
+
+
+def _parse_source(raw: object, code: str, base: Path) -> DistrictSource:
+    where = f"district {code}: source"
+    if not isinstance(raw, dict) or len(raw.keys() & {"database", "url", "url_env", "extract_dir"}) != 1:
+        raise RegistryError(f"{where} must have exactly one of database, url, url_env, extract_dir")
+    unknown = raw.keys() - {"database", "url", "url_env", "extract_dir", "password_env"}
+    if unknown:
+        raise RegistryError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}")
+    if "database" in raw:
+        return DistrictSource("database", database=str(raw["database"]))
+    if "extract_dir" in raw:
+        folder = Path(str(raw["extract_dir"]))
+        return DistrictSource("extract_dir", extract_dir=folder if folder.is_absolute() else base / folder)
+    if "url" in raw:
+        url = str(raw["url"])
+        if urlparse(url).password:
+            raise RegistryError(f"{where}: the URL holds a password; put it in an environment variable "
+                                "and name that variable with password_env")
+        return DistrictSource("url", url=url, password_env=raw.get("password_env"))
+    return DistrictSource("url", url_env=str(raw["url_env"]))
+
+
+def parse_registry(text: str, base: Path, origin: str = "registry") -> list[District]:
+    try:
+        document = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        raise RegistryError(f"{origin}: not valid YAML: {error}") from error
+    entries = document.get("districts") if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        raise RegistryError(f"{origin}: expected a top-level 'districts:' list")
+    districts: list[District] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict) or "code" not in entry:
+            raise RegistryError(f"{origin}: entry {index} has no code")
+        code = validate_code(entry["code"], f"{origin}: entry {index}")
+        if code.lower() in seen:
+            raise RegistryError(f"{origin}: district code {code} is listed twice")
+        seen.add(code.lower())
+        source = _parse_source(entry.get("source"), code, base)
+        districts.append(District(code=code, name=str(entry.get("name") or code), source=source))
+    return districts
+
+
+def load_registry(path: Path | None = None) -> list[District]:
+    path = path or registry_path()
+    if not path.exists():
+        raise RegistryError(f"district registry {path} does not exist (set ATTENDANCE_REGISTRY to another file)")
+    return parse_registry(path.read_text(), path.parent, str(path))
+
+
+def select_districts(codes: list[str] | None, path: Path | None = None) -> list[District]:
+    """The registry entries for `codes` (all when None), refusing codes the registry does not list."""
+    districts = load_registry(path)
+    if not codes:
+        return districts
+    by_code = {district.code: district for district in districts}
+    unknown = [code for code in codes if code not in by_code]
+    if unknown:
+        raise RegistryError(
+            f"district(s) {', '.join(unknown)} not in the registry; known: {', '.join(by_code)}"
+        )
+    return [by_code[code] for code in dict.fromkeys(codes)]
+
+
+def resolve_url(source: DistrictSource, code: str) -> str:
+    """The libpq connection string for a `url` source, with its secret from the environment."""
+    if source.url_env:
+        url = os.environ.get(source.url_env)
+        if not url:
+            raise RegistryError(f"district {code}: environment variable {source.url_env} is not set")
+        return url
+    assert source.url is not None
+    if source.password_env:
+        password = os.environ.get(source.password_env)
+        if password is None:
+            raise RegistryError(f"district {code}: environment variable {source.password_env} is not set")
+        return f"{source.url}{'&' if '?' in source.url else '?'}password={password}"
+    return source.url
+
+
+def write_registry(path: Path, districts: list[District]) -> None:
+    """Write a registry file (used by the demo generator for its own districts)."""
+    entries = []
+    for district in districts:
+        source: dict[str, str] = {}
+        if district.source.kind == "database":
+            source["database"] = str(district.source.database)
+        elif district.source.kind == "extract_dir":
+            source["extract_dir"] = str(district.source.extract_dir)
+        elif district.source.url_env:
+            source["url_env"] = district.source.url_env
+        else:
+            source["url"] = str(district.source.url)
+        entries.append({"code": district.code, "name": district.name, "source": source})
+    path.write_text(yaml.safe_dump({"districts": entries}, sort_keys=False))
