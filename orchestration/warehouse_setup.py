@@ -76,8 +76,12 @@ def ensure_roles(conn: psycopg.Connection) -> None:
     for role in (READ_ROLE, WRITE_ROLE):
         if not _role_exists(conn, role):
             conn.execute(sql.SQL("create role {} nologin").format(sql.Identifier(role)))
-    # Write can read everything Read can.
+    # Write can read everything Read can, and owns the schemas it builds.
     conn.execute(sql.SQL("grant {} to {}").format(sql.Identifier(READ_ROLE), sql.Identifier(WRITE_ROLE)))
+    database_name = sql.Identifier(str(conn.execute("select current_database()").fetchone()[0]))  # type: ignore[index]
+    conn.execute(sql.SQL("grant create, temporary on database {} to {}").format(
+        database_name, sql.Identifier(WRITE_ROLE)))
+    conn.execute(sql.SQL("grant connect on database {} to {}").format(database_name, sql.Identifier(READ_ROLE)))
 
 
 def landing_table_sql(spec: Table) -> sql.Composed:
@@ -115,6 +119,8 @@ def ensure_warehouse(conn: psycopg.Connection) -> None:
     # Concurrent first runs (tests, Dagster) would race on catalog rows without this.
     conn.execute("select pg_advisory_xact_lock(hashtext('attendance_sync:warehouse_setup'))")
     ensure_roles(conn)
+    # Everything below is owned by the write role, so its members (and only they) can load and build.
+    conn.execute(sql.SQL("set local role {}").format(sql.Identifier(WRITE_ROLE)))
     for schema in SCHEMAS:
         conn.execute(sql.SQL("create schema if not exists {} authorization {}").format(
             sql.Identifier(schema), sql.Identifier(WRITE_ROLE)))
@@ -123,8 +129,4 @@ def ensure_warehouse(conn: psycopg.Connection) -> None:
     conn.execute(_BOOKKEEPING)
     for spec in TABLES:
         conn.execute(landing_table_sql(spec))
-    for schema in ("landing",):
-        conn.execute(sql.SQL("grant all on all tables in schema {} to {}").format(
-            sql.Identifier(schema), sql.Identifier(WRITE_ROLE)))
-        conn.execute(sql.SQL("grant usage on all sequences in schema {} to {}").format(
-            sql.Identifier(schema), sql.Identifier(WRITE_ROLE)))
+    conn.execute("reset role")

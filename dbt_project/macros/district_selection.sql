@@ -1,0 +1,91 @@
+{#-
+    Which districts a run builds.
+
+    The `districts` var (a YAML list or a comma-separated string) names them; empty means every district
+    of the registry, as last loaded into landing.district. A code the registry does not list is refused
+    with an error naming it, before anything is written. The list is resolved once per call from the
+    database, so it is only known at execution time; at parse time the macros return placeholders.
+
+    registry_districts()          -> every district code in landing.district, sorted
+    requested_districts()         -> the codes the `districts` var names (a list; empty = all)
+    selected_districts()          -> the validated codes this run builds
+    district_filter(column)       -> SQL predicate `column in ('D01', 'D03')` over the selected districts,
+                                     with literals so PostgreSQL prunes landing partitions at plan time
+    validate_district_selection() -> an on-run-start hook body: fails the run on an unknown code
+-#}
+
+{% macro requested_districts() -%}
+    {%- set raw = var('districts', []) -%}
+    {%- if raw is none -%}
+        {%- set items = [] -%}
+    {%- elif raw is string -%}
+        {%- set items = raw.split(',') -%}
+    {%- elif raw is iterable -%}
+        {%- set items = raw -%}
+    {%- else -%}
+        {%- set items = [raw] -%}
+    {%- endif -%}
+    {%- set codes = [] -%}
+    {%- for item in items -%}
+        {%- set code = item | string | trim -%}
+        {%- if code != '' and code not in codes -%}
+            {%- if not modules.re.match('^[A-Za-z0-9_]{1,30}$', code) -%}
+                {{ exceptions.raise_compiler_error(
+                    "var districts: '" ~ code ~ "' is not a valid district code (1-30 letters, digits or underscores)") }}
+            {%- endif -%}
+            {%- do codes.append(code) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{- return(codes) -}}
+{%- endmacro %}
+
+
+{% macro registry_districts() -%}
+    {%- if not execute -%}
+        {{- return([]) -}}
+    {%- endif -%}
+    {%- set result = run_query("select district_code from landing.district order by district_code") -%}
+    {{- return(result.columns[0].values() | list) -}}
+{%- endmacro %}
+
+
+{% macro selected_districts() -%}
+    {%- set requested = requested_districts() -%}
+    {%- if not execute -%}
+        {{- return(requested) -}}
+    {%- endif -%}
+    {%- set registry = registry_districts() -%}
+    {%- if requested | length == 0 -%}
+        {{- return(registry) -}}
+    {%- endif -%}
+    {%- set unknown = [] -%}
+    {%- for code in requested if code not in registry -%}
+        {%- do unknown.append(code) -%}
+    {%- endfor -%}
+    {%- if unknown | length > 0 -%}
+        {{ exceptions.raise_compiler_error(
+            "district(s) " ~ unknown | join(', ') ~ " not in the district registry (landing.district); known: "
+            ~ (registry | join(', ') if registry else 'none') ~ ". Load the district first or fix the districts var.") }}
+    {%- endif -%}
+    {{- return(requested) -}}
+{%- endmacro %}
+
+
+{% macro district_filter(column='district_code', districts=none) -%}
+    {%- set codes = selected_districts() if districts is none else districts -%}
+    {%- if not execute -%}
+        true
+    {%- elif codes | length == 0 -%}
+        false
+    {%- else -%}
+        {{ column }} in ({% for code in codes %}'{{ code | replace("'", "''") }}'{{ ', ' if not loop.last }}{% endfor %})
+    {%- endif -%}
+{%- endmacro %}
+
+
+{% macro validate_district_selection() -%}
+    {%- if execute -%}
+        {%- do selected_districts() -%}
+    {%- endif -%}
+    select 1
+{%- endmacro %}

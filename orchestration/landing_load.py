@@ -1,0 +1,317 @@
+"""Landing loads: copy each district's tables into `landing`, one district at a time, atomically.
+
+A district's load is one transaction. Rows are streamed with COPY into temporary tables, validated in
+SQL (types, codes, keys, parents), then diffed against the district's landing partition: new rows are
+inserted, changed rows updated (their previous image kept in landing.superseded_row), vanished rows
+flagged deleted, unchanged rows left alone so their change stamp stays. Any problem rolls the whole
+district back and is reported with district, table, row and column; other districts still load.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from orchestration import database
+from orchestration.district_sources import DistrictSource, SourceError, open_source
+from orchestration.district_tables import TABLES, Column, Table
+from orchestration.registry import District, load_registry
+from orchestration.warehouse_setup import WRITE_ROLE, ensure_partition, ensure_warehouse
+
+
+class DistrictLoadError(Exception):
+    def __init__(self, district: str, message: str, *, table: str | None = None, row: str | None = None,
+                 column: str | None = None) -> None:
+        self.district, self.table, self.row, self.column, self.detail = district, table, row, column, message
+        where = [f"district {district}"]
+        where += [f"table {table}"] if table else []
+        where += [row] if row else []
+        where += [f"column {column}"] if column else []
+        super().__init__(f"{', '.join(where)}: {message}")
+
+
+@dataclass
+class TableLoadStats:
+    table: str
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    duration_s: float = 0.0
+
+
+@dataclass
+class DistrictLoadResult:
+    district_code: str
+    ok: bool
+    batch_id: int | None = None
+    tables: list[TableLoadStats] = field(default_factory=list)
+    error: str | None = None
+    duration_s: float = 0.0
+
+    def describe(self) -> str:
+        if not self.ok:
+            return f"{self.district_code}: FAILED, landing unchanged: {self.error}"
+        totals = {kind: sum(getattr(t, kind) for t in self.tables)
+                  for kind in ("inserted", "updated", "deleted", "unchanged")}
+        counts = ", ".join(f"{value} {kind}" for kind, value in totals.items())
+        return f"{self.district_code}: loaded (batch {self.batch_id}) in {self.duration_s:.1f}s: {counts}"
+
+
+def _raw(spec: Table) -> sql.Identifier:
+    return sql.Identifier(f"raw_{spec.name}")
+
+
+def _new(spec: Table) -> sql.Identifier:
+    return sql.Identifier(f"new_{spec.name}")
+
+
+def _ids(names: list[str], prefix: str | None = None) -> sql.Composable:
+    if prefix:
+        return sql.SQL(", ").join(sql.Identifier(prefix, n) for n in names)
+    return sql.SQL(", ").join(sql.Identifier(n) for n in names)
+
+
+def _problems(column: Column) -> list[tuple[sql.Composable, str]]:
+    """SQL conditions that are true when a raw text value breaks the contract, with their message."""
+    ident = sql.Identifier(column.name)
+    checks: list[tuple[sql.Composable, str]] = []
+    if not column.nullable:
+        checks.append((sql.SQL("{} is null").format(ident), "a value is required but the field is empty"))
+    if column.type != "text":
+        # PostgreSQL also reads 09/02/2026 as a date (by DateStyle); the contract says ISO, so demand it.
+        iso = {"date": r"^\d{4}-\d{2}-\d{2}$", "timestamp": r"^\d{4}-\d{2}-\d{2}([ T]|$)"}.get(column.type)
+        shape = sql.SQL(" or {} !~ {}").format(ident, sql.Literal(iso)) if iso else sql.SQL("")
+        checks.append((sql.SQL("{} is not null and (not pg_input_is_valid({}, {}){})").format(
+            ident, ident, sql.Literal(column.type), shape), f"not a valid {column.type}"))
+    if column.accepted:
+        allowed = sql.SQL(", ").join(sql.Literal(value) for value in column.accepted if value)
+        # Where an empty code is allowed (excuse: unknown), only non-empty values are checked.
+        template = "coalesce({}, '') <> '' and {} not in ({})" if "" in column.accepted else \
+            "{} is not null and {} not in ({})"
+        condition = sql.SQL(template).format(ident, ident, allowed)
+        shown = ", ".join(v or "empty" for v in column.accepted)
+        checks.append((condition, f"unknown code (allowed: {shown})"))
+    return checks
+
+
+class _DistrictLoad:
+    """One district's load inside one transaction on `conn`."""
+
+    def __init__(self, conn: psycopg.Connection, district: District, source: DistrictSource) -> None:
+        self.conn, self.district, self.source = conn, district, source
+        self.code = district.code
+
+    def fail(self, message: str, **where: str | None) -> DistrictLoadError:
+        return DistrictLoadError(self.code, message, **where)
+
+    def _row(self, spec: Table, row_number: int, key: str | None) -> str:
+        return self.source.locator.describe(row_number, key, spec.primary_key)
+
+    def stage(self, spec: Table) -> int:
+        """COPY the source rows into raw_<table> (text) and check every value; return the row count."""
+        raw = _raw(spec)
+        columns = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(n)) for n in spec.column_names)
+        self.conn.execute(sql.SQL(
+            "create temp table {} (_row bigint generated always as identity, {}) on commit drop").format(raw, columns))
+        try:
+            self.source.copy_table(spec, raw, self.conn)
+        except SourceError as error:
+            raise self.fail(str(error), table=spec.name, column=error.column) from None
+        checks = [(condition, column.name, message) for column in spec.columns
+                  for condition, message in _problems(column)]
+        case = sql.SQL(" ").join(sql.SQL("when {} then {}").format(cond, sql.Literal(i))
+                                 for i, (cond, _, _) in enumerate(checks))
+        bad = self.conn.execute(sql.SQL(
+            "select _row, {pk}, case {case} end from {raw} where {any} order by _row limit 1").format(
+                pk=sql.Identifier(spec.primary_key), case=case, raw=raw,
+                any=sql.SQL(" or ").join(cond for cond, _, _ in checks))).fetchone()
+        if bad:
+            row_number, key, index = bad
+            _, column_name, message = checks[index]
+            value = self.conn.execute(sql.SQL("select {} from {} where _row = %s").format(
+                sql.Identifier(column_name), raw), (row_number,)).fetchone()
+            shown = "empty" if value is None or value[0] is None else repr(value[0])
+            raise self.fail(f"{message}: {shown}", table=spec.name, row=self._row(spec, row_number, key),
+                            column=column_name)
+        self._type(spec)
+        return self._check_keys(spec)
+
+    def _type(self, spec: Table) -> None:
+        casts = sql.SQL(", ").join(
+            sql.SQL("{}::{} as {}").format(sql.Identifier(c.name), sql.SQL(c.type), sql.Identifier(c.name))
+            if c.type != "text" else sql.SQL("coalesce({}, '') as {}").format(sql.Identifier(c.name),
+                                                                             sql.Identifier(c.name))
+            if c.accepted and "" in c.accepted else sql.Identifier(c.name)
+            for c in spec.columns)
+        self.conn.execute(sql.SQL("create temp table {} on commit drop as select _row, {} from {}").format(
+            _new(spec), casts, _raw(spec)))
+        self.conn.execute(sql.SQL("create index on {} ({})").format(_new(spec), sql.Identifier(spec.primary_key)))
+        self.conn.execute(sql.SQL("analyze {}").format(_new(spec)))
+
+    def _check_keys(self, spec: Table) -> int:
+        for key_columns in [(spec.primary_key,), *spec.unique]:
+            duplicate = self.conn.execute(sql.SQL(
+                "select {cols}, min(_row), max(_row) from {new} group by {cols} having count(*) > 1 "
+                "order by min(_row) limit 1").format(cols=_ids(list(key_columns)), new=_new(spec))).fetchone()
+            if duplicate:
+                *values, first, second = duplicate
+                shown = ", ".join(f"{c}={v}" for c, v in zip(key_columns, values, strict=True))
+                raise self.fail(
+                    f"duplicate key ({shown}), also at {self._row(spec, first, str(values[0]))}",
+                    table=spec.name, row=self._row(spec, second, str(values[0])), column=", ".join(key_columns))
+        count = self.conn.execute(sql.SQL("select count(*) from {}").format(_new(spec))).fetchone()
+        return int(count[0]) if count else 0
+
+    def check_parents(self, spec: Table) -> None:
+        for fk in spec.foreign_keys:
+            parent = next(t for t in TABLES if t.name == fk.parent)
+            orphan = self.conn.execute(sql.SQL(
+                "select c._row, c.{pk}, c.{col} from {child} c where c.{col} is not null and not exists "
+                "(select 1 from {parent} p where p.{pcol} = c.{col}) order by c._row limit 1").format(
+                    pk=sql.Identifier(spec.primary_key), col=sql.Identifier(fk.column), child=_new(spec),
+                    parent=_new(parent), pcol=sql.Identifier(fk.parent_column))).fetchone()
+            if orphan:
+                row_number, key, value = orphan
+                raise self.fail(f"{fk.column} {value} has no {fk.parent} row with {fk.parent_column}={value}",
+                                table=spec.name, row=self._row(spec, row_number, str(key)), column=fk.column)
+
+    def apply(self, spec: Table, batch_id: int, staged: int) -> TableLoadStats:
+        """Diff new_<table> against the district's landing partition."""
+        ensure_partition(self.conn, spec.name, self.code)
+        target = sql.Identifier("landing", spec.name)
+        names, pk = spec.column_names, sql.Identifier(spec.primary_key)
+        params = {"district": self.code, "batch": batch_id, "table": spec.name}
+        differs = sql.SQL("({}) is distinct from ({})").format(_ids(names, "l"), _ids(names, "n"))
+        match = sql.SQL("l.district_code = %(district)s and l.{pk} = n.{pk}").format(pk=pk)
+        self.conn.execute(sql.SQL(
+            "insert into landing.superseded_row (batch_id, district_code, table_name, row_id, old_row) "
+            "select %(batch)s, %(district)s, %(table)s, l.{pk}, to_jsonb(l) from {target} l join {new} n on {match} "
+            "where not l._deleted and {differs}").format(
+                pk=pk, target=target, new=_new(spec), match=match, differs=differs), params)
+        updated = self.conn.execute(sql.SQL(
+            "update {target} l set ({cols}) = ({new_cols}), _batch_id = %(batch)s, _changed_at = now(), "
+            "_deleted = false from {new} n where {match} and (l._deleted or {differs})").format(
+                target=target, cols=_ids(names), new_cols=_ids(names, "n"), new=_new(spec), match=match,
+                differs=differs), params).rowcount
+        inserted = self.conn.execute(sql.SQL(
+            "insert into {target} (district_code, {cols}, _batch_id, _changed_at, _deleted) "
+            "select %(district)s, {new_cols}, %(batch)s, now(), false from {new} n where not exists "
+            "(select 1 from {target} l where {match})").format(
+                target=target, cols=_ids(names), new_cols=_ids(names, "n"), new=_new(spec), match=match),
+            params).rowcount
+        deleted = self.conn.execute(sql.SQL(
+            "update {target} l set _deleted = true, _batch_id = %(batch)s, _changed_at = now() "
+            "where l.district_code = %(district)s and not l._deleted and not exists "
+            "(select 1 from {new} n where n.{pk} = l.{pk})").format(target=target, new=_new(spec), pk=pk),
+            params).rowcount
+        return TableLoadStats(spec.name, inserted=inserted, updated=updated, deleted=deleted,
+                              unchanged=staged - inserted - updated)
+
+    def run(self) -> DistrictLoadResult:
+        started = time.perf_counter()
+        conn = self.conn
+        try:
+            conn.execute(sql.SQL("set local role {}").format(sql.Identifier(WRITE_ROLE)))
+        except psycopg.errors.InsufficientPrivilege:
+            raise self.fail(f"permission denied: loading needs the Write right (membership in role {WRITE_ROLE})") \
+                from None
+        # One writer per district: a second load of the same district waits here for the first to commit.
+        conn.execute("select pg_advisory_xact_lock(hashtext('attendance_sync:district:' || %s))", (self.code,))
+        started_at = conn.execute("select now()").fetchone()
+        batch_row = conn.execute(
+            "insert into landing.load_batch (district_code, started_at) values (%s, %s) returning batch_id",
+            (self.code, started_at[0] if started_at else None)).fetchone()
+        assert batch_row is not None
+        batch_id = int(batch_row[0])
+        timings: dict[str, float] = {}
+        staged: dict[str, int] = {}
+        for spec in TABLES:
+            t0 = time.perf_counter()
+            staged[spec.name] = self.stage(spec)
+            timings[spec.name] = time.perf_counter() - t0
+        for spec in TABLES:
+            t0 = time.perf_counter()
+            self.check_parents(spec)
+            timings[spec.name] += time.perf_counter() - t0
+        result = DistrictLoadResult(self.code, ok=True, batch_id=batch_id)
+        for spec in TABLES:
+            t0 = time.perf_counter()
+            stats = self.apply(spec, batch_id, staged[spec.name])
+            stats.duration_s = timings[spec.name] + time.perf_counter() - t0
+            result.tables.append(stats)
+            conn.execute(
+                "insert into landing.load_log (batch_id, district_code, table_name, rows_inserted, rows_updated, "
+                "rows_deleted, rows_unchanged, duration_ms) values (%s, %s, %s, %s, %s, %s, %s, %s)",
+                (batch_id, self.code, spec.name, stats.inserted, stats.updated, stats.deleted, stats.unchanged,
+                 round(stats.duration_s * 1000, 1)))
+        conn.execute("update landing.load_batch set committed_at = clock_timestamp() where batch_id = %s", (batch_id,))
+        result.duration_s = time.perf_counter() - started
+        return result
+
+
+def register_districts(conn: psycopg.Connection, districts: list[District]) -> None:
+    """Write the registry into landing.district, which dbt reads (codes it does not list are refused)."""
+    with conn.transaction():
+        conn.execute(sql.SQL("set local role {}").format(sql.Identifier(WRITE_ROLE)))
+        for district in districts:
+            conn.execute(
+                "insert into landing.district (district_code, name, source) values (%s, %s, %s) "
+                "on conflict (district_code) do update set name = excluded.name, source = excluded.source",
+                (district.code, district.name, district.source.describe()))
+
+
+def load_district(district: District, *, conn: psycopg.Connection | None = None) -> DistrictLoadResult:
+    """Load one district in one transaction; raise DistrictLoadError with landing left as it was."""
+    own = conn is None
+    conn = conn or database.connect()
+    try:
+        try:
+            source = open_source(district)
+        except SourceError as error:
+            raise DistrictLoadError(district.code, str(error), table=error.table, column=error.column) from None
+        try:
+            with conn.transaction():
+                return _DistrictLoad(conn, district, source).run()
+        except psycopg.Error as error:
+            raise DistrictLoadError(district.code, f"database error: {str(error).strip()}") from error
+        finally:
+            source.close()
+    finally:
+        if own:
+            conn.close()
+
+
+def prepare_warehouse(districts: list[District] | None = None) -> None:
+    with database.connect() as conn:
+        with conn.transaction():
+            ensure_warehouse(conn)
+        register_districts(conn, districts if districts is not None else load_registry())
+
+
+def _record_failure(conn: psycopg.Connection, district_code: str, error: str) -> None:
+    try:
+        with conn.transaction():
+            conn.execute("insert into landing.load_failure (district_code, error) values (%s, %s)",
+                         (district_code, error))
+    except psycopg.errors.InsufficientPrivilege:
+        pass  # the failure is still reported to the caller; a user without Write cannot log it
+
+
+def load_districts(districts: list[District]) -> list[DistrictLoadResult]:
+    """Load each district in turn; a district's failure is recorded and does not stop the others."""
+    prepare_warehouse(districts)
+    results: list[DistrictLoadResult] = []
+    with database.connect() as conn:
+        for district in districts:
+            started = time.perf_counter()
+            try:
+                results.append(load_district(district, conn=conn))
+            except DistrictLoadError as error:
+                results.append(DistrictLoadResult(district.code, ok=False, error=str(error),
+                                                  duration_s=time.perf_counter() - started))
+                _record_failure(conn, district.code, str(error))
+    return results
