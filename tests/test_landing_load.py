@@ -26,7 +26,7 @@ def load_ok(district: District) -> dict[str, tuple[int, int, int, int]]:
 
 
 def landing_row(conn: psycopg.Connection, table: str, key: str, value: int, district: str = "D01") -> tuple:
-    row = conn.execute(f"select _deleted, _batch_id, _changed_at from landing.{table} "  # noqa: S608
+    row = conn.execute(f"select _deleted, _batch_id, _changed_at from landing.{table} "
                        f"where district_code = %s and {key} = %s", (district, value)).fetchone()
     assert row is not None
     return row
@@ -126,7 +126,8 @@ BAD_INPUTS: list[tuple[str, str, str]] = [
      "(1009, 10, '2026-09-01', 11, true, true, null, now())", "column calendar_id, date: duplicate key"),
     ("missing parent", "delete from person where person_id = 3",
      "table enrollment, row enrollment_id=3, column person_id: person_id 3 has no person row"),
-    ("missing required value", "alter table enrollment alter column start_date drop not null; update enrollment set start_date = null where enrollment_id = 1",
+    ("missing required value", "alter table enrollment alter column start_date drop not null; "
+     "update enrollment set start_date = null where enrollment_id = 1",
      "table enrollment, row enrollment_id=1, column start_date: a value is required"),
 ]
 
@@ -203,7 +204,7 @@ def export_csv(district: District, folder: Path) -> None:
                 writer = csv.writer(handle)
                 writer.writerow(spec.column_names)
                 columns = ", ".join(spec.column_names)
-                for row in source.execute(f"select {columns} from {spec.name} order by 1").fetchall():  # noqa: S608
+                for row in source.execute(f"select {columns} from {spec.name} order by 1").fetchall():
                     writer.writerow(["" if v is None else str(v).lower() if isinstance(v, bool) else v for v in row])
 
 
