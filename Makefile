@@ -1,0 +1,53 @@
+# The two quick-start commands are `make demo` and `make test`; both bootstrap .venv from the lock file.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | md5sum | cut -c1-12)
+
+.PHONY: install demo test lint unit manifest browser ui benchmark benchmark-bie db-start db-stop clean
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+# dbt's manifest, which Dagster's asset graph is built from (prepared here, never by hand).
+manifest: install
+	$(BIN)/attendance-sync db start >/dev/null
+	cd dbt_project && ../$(BIN)/dbt parse --quiet --profiles-dir ../profiles
+
+browser:
+	bash .ci/install_browser.sh
+
+demo: install
+	$(BIN)/attendance-sync demo
+
+lint: install
+	$(BIN)/ruff check orchestration tests
+
+test: install lint browser
+	$(BIN)/pytest
+
+ui: install manifest
+	$(BIN)/attendance-sync ui
+
+benchmark: install
+	$(BIN)/attendance-sync benchmark --size demo
+
+benchmark-bie: install
+	$(BIN)/attendance-sync benchmark --size bie
+
+db-start: install
+	$(BIN)/attendance-sync db start
+
+db-stop: install
+	$(BIN)/attendance-sync db stop
+
+clean:
+	-$(BIN)/attendance-sync db stop
+	rm -rf .local dbt_project/target dbt_project/logs
