@@ -1,0 +1,189 @@
+"""`attendance-sync benchmark`: speed and memory measured side by side in one run, written as a report.
+
+These machines are shared and noisy, so every figure that has a target is a ratio between two things
+timed in the same run (the loader against a plain COPY of the same rows; the dbt model against a
+hand-written reference statement), never an absolute time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from orchestration import database
+from orchestration.registry import District, DistrictSource, write_registry
+from orchestration.settings import local_dir
+
+BENCH_STATE_DATABASE = "attendance_bench"
+
+
+@dataclass
+class Section:
+    name: str
+    title: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    targets: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def target(self, name: str, value: float, limit: float, unit: str = "x") -> None:
+        self.targets.append({"target": name, "value": round(value, 3), "limit": limit, "unit": unit,
+                             "met": value <= limit})
+
+
+@dataclass
+class BenchContext:
+    size_name: str
+    districts: list[District]
+    registry_path: Path
+    report: list[Section] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+class MemorySampler:
+    """Peak resident memory of this process tree and of the PostgreSQL server, sampled every 0.2 s."""
+
+    def __init__(self) -> None:
+        self.peak_client = 0
+        self.peak_server = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            client = server = 0
+            for proc in [me, *me.children(recursive=True)]:
+                with suppress(psutil.Error):
+                    client += proc.memory_info().rss
+            for proc in psutil.process_iter(["name"]):
+                if proc.info["name"] == "postgres":
+                    with suppress(psutil.Error):
+                        server += proc.memory_info().rss - proc.memory_info().shared
+            self.peak_client = max(self.peak_client, client)
+            self.peak_server = max(self.peak_server, server)
+            self._stop.wait(0.2)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@contextmanager
+def timed() -> Iterator[dict[str, float]]:
+    """Yields a dict that holds `seconds`, `peak_client_mb` and `peak_server_mb` once the block ends."""
+    result: dict[str, float] = {}
+    with MemorySampler() as sampler:
+        started = time.perf_counter()
+        yield result
+        result["seconds"] = round(time.perf_counter() - started, 3)
+    result["peak_client_mb"] = round(sampler.peak_client / 2**20, 1)
+    result["peak_server_mb"] = round(sampler.peak_server / 2**20, 1)
+
+
+def bench_districts(count: int, size_name: str) -> list[District]:
+    return [District(code=f"D{i:02d}", name=f"Benchmark district {i:02d}",
+                     source=DistrictSource("database", database=f"bench_{size_name}_d{i:02d}"))
+            for i in range(1, count + 1)]
+
+
+def section_generate(ctx: BenchContext) -> Section:
+    from orchestration import demo_data
+
+    size = demo_data.BIE_SIZE if ctx.size_name == "bie" else demo_data.DemoSize()
+    section = Section("generate", "Demo district generation")
+    with timed() as timing:
+        summary = demo_data.generate_demo(ctx.districts, size)
+    totals: dict[str, int] = {}
+    for counts in summary.row_counts.values():
+        for table, count in counts.items():
+            totals[table] = totals.get(table, 0) + count
+    ctx.facts.update({"size": size.__dict__ | {"today": str(summary.today)}, "source_rows": totals,
+                      "simulated_today": str(summary.today)})
+    section.rows.append({"step": f"generate {len(ctx.districts)} districts", **timing,
+                         "rows": sum(totals.values())})
+    return section
+
+
+def section_load(ctx: BenchContext) -> Section:
+    from orchestration.load_benchmark import compare_load_with_plain_copy
+
+    return compare_load_with_plain_copy(ctx.districts, Section("load", "Landing load against a plain COPY"), timed)
+
+
+SECTIONS: dict[str, Callable[[BenchContext], Section]] = {
+    "generate": section_generate,
+    "load": section_load,
+}
+
+
+def _markdown(ctx: BenchContext) -> str:
+    lines = [f"# Benchmark report: {ctx.size_name} size", "",
+             f"Run {dt.datetime.now().isoformat(timespec='seconds')} on {platform.node()} "
+             f"({psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB), "
+             f"{len(ctx.districts)} districts.", ""]
+    if ctx.facts.get("source_rows"):
+        lines += ["Source rows: " + ", ".join(f"{t} {n:,}" for t, n in ctx.facts["source_rows"].items()), ""]
+    for section in ctx.report:
+        lines += [f"## {section.title}", ""]
+        if section.rows:
+            keys = list(dict.fromkeys(k for row in section.rows for k in row))
+            lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+            lines += ["| " + " | ".join(str(row.get(k, "")) for k in keys) + " |" for row in section.rows]
+            lines.append("")
+        for target in section.targets:
+            verdict = "met" if target["met"] else "NOT MET"
+            lines.append(f"- **{target['target']}**: {target['value']}{target['unit']} "
+                         f"(target at most {target['limit']}{target['unit']}): {verdict}")
+        lines += [f"- {note}" for note in section.notes]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def run_benchmark(size_name: str, sections: list[str] | None, out_dir: Path) -> int:
+    """Run the chosen sections (default all) against a benchmark warehouse of its own; write the report."""
+    import os
+
+    from orchestration.demo_data import BIE_SIZE, DemoSize
+
+    size = BIE_SIZE if size_name == "bie" else DemoSize()
+    os.environ["ATTENDANCE_STATE_DATABASE"] = BENCH_STATE_DATABASE
+    registry_path = local_dir() / "bench" / size_name / "districts.yml"
+    registry_path.parent.mkdir(parents=True, exist_ok=True)
+    districts = bench_districts(size.districts, size_name)
+    write_registry(registry_path, districts)
+    os.environ["ATTENDANCE_REGISTRY"] = str(registry_path)
+    database.drop_database(BENCH_STATE_DATABASE)
+    database.ensure_database(BENCH_STATE_DATABASE)
+    ctx = BenchContext(size_name, districts, registry_path)
+    chosen = sections or list(SECTIONS)
+    unknown = [name for name in chosen if name not in SECTIONS]
+    if unknown:
+        print(f"unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
+        return 2
+    for name in SECTIONS:
+        if name in chosen:
+            print(f"benchmark: {name} ...", flush=True)
+            ctx.report.append(SECTIONS[name](ctx))
+    out = out_dir / size_name
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text(_markdown(ctx))
+    (out / "report.json").write_text(json.dumps(
+        {"size": size_name, "facts": ctx.facts,
+         "sections": [s.__dict__ for s in ctx.report]}, indent=2, default=str))
+    print(_markdown(ctx))
+    print(f"report written to {out / 'report.md'} and {out / 'report.json'}")
+    return 0
