@@ -1,0 +1,64 @@
+"""`make demo`: the main job end to end on demo data: districts, landing load, dbt build, summary."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import psycopg
+from psycopg import sql
+
+from orchestration import database
+from orchestration.registry import load_registry
+
+STATE_TABLES = ("district", "school", "calendar", "day", "period", "person", "enrollment", "attendance_excuse",
+                "attendance", "att_day_aggregation")
+
+
+def summary_table(conn: psycopg.Connection) -> str:
+    """Rows per state table per district, and each district's chronic absence rate."""
+    counts: dict[str, dict[str, int]] = {}
+    for table in STATE_TABLES:
+        for code, count in conn.execute(sql.SQL("select district_code, count(*) from state.{} group by 1").format(
+                sql.Identifier(table))).fetchall():
+            counts.setdefault(code, {})[table] = count
+    chronic = dict(conn.execute(
+        "select district_code, round(100.0 * count(*) filter (where chronically_absent) "
+        "/ nullif(count(*) filter (where enrolled_days >= 10), 0), 1) "
+        "from reports.student_attendance group by 1").fetchall())
+    header = ["district", *STATE_TABLES, "chronic absence %"]
+    rows = [[code, *[f"{counts[code].get(t, 0):,}" for t in STATE_TABLES], str(chronic.get(code, "-"))]
+            for code in sorted(counts)]
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(cell).rjust(widths[i]) for i, cell in enumerate(row)) for row in [header, *rows]]
+    return "\n".join(lines)
+
+
+def run_demo(as_of_date: dt.date | None = None) -> int:
+    from orchestration import demo_data
+    from orchestration.dbt_runner import run_dbt
+    from orchestration.landing_load import load_districts
+
+    started = time.perf_counter()
+    districts = [d for d in load_registry() if d.source.kind == "database"]
+    print(f"1/3 generating {len(districts)} demo districts ...", flush=True)
+    summary = demo_data.generate_demo(districts, demo_data.DemoSize(districts=len(districts)))
+    print(summary.describe(), flush=True)
+    print("2/3 loading them into landing ...", flush=True)
+    results = load_districts(districts)
+    for result in results:
+        print("   " + result.describe(), flush=True)
+    if not all(r.ok for r in results):
+        return 1
+    as_of = as_of_date or summary.today
+    print(f"3/3 dbt build of every state model, the aggregation and the reports (as of {as_of}) ...", flush=True)
+    build = run_dbt(["build"], as_of_date=as_of)
+    if not build.success:
+        print(build.message)
+        return 1
+    with database.connect() as conn:
+        print()
+        print(summary_table(conn))
+    print(f"\ndemo resync finished in {time.perf_counter() - started:.0f}s; the state database is "
+          f"{database.connection_settings().url()}")
+    return 0
