@@ -109,6 +109,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(as_of_date=args.as_of_date)
 
 
+def cmd_rights(args: argparse.Namespace) -> int:
+    from orchestration import database, tool_rights
+
+    if args.action == "grant":
+        tool_rights.grant(args.user, args.right)
+    elif args.action == "revoke":
+        tool_rights.revoke(args.user, args.right)
+    with database.connect() as conn:
+        held = tool_rights.rights_of(conn, args.user)
+    print(f"{args.user}: {', '.join(sorted(held)) or 'no rights'}")
+    return 0
+
+
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from orchestration.benchmark import run_benchmark
 
@@ -158,6 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = add("demo", cmd_demo, "The demo resync: demo districts, landing load, dbt build, summary.")
     demo.add_argument("--as-of-date", type=_date, help="as-of date of the build (default: the demo's today)")
 
+    rights = add("rights", cmd_rights, "Tool rights: Read queries state data; Write also runs loads and resyncs.")
+    rights.add_argument("action", choices=["grant", "revoke", "show"])
+    rights.add_argument("user", help="an existing database login role")
+    rights.add_argument("right", nargs="?", choices=["read", "write"], default="read")
+
     bench = add("benchmark", cmd_benchmark, "Measure load and build speed side by side; write a report.")
     bench.add_argument("--size", choices=["demo", "bie"], default="demo")
     bench.add_argument("--section", action="append", help="only these sections (default: all)")
@@ -171,10 +189,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.registry:
         os.environ["ATTENDANCE_REGISTRY"] = str(Path(args.registry).resolve())
     from orchestration.registry import RegistryError
+    from orchestration.tool_rights import PermissionDenied
 
     try:
         return int(args.handler(args))
-    except RegistryError as error:
+    except (RegistryError, PermissionDenied) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

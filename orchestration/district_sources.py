@@ -69,8 +69,12 @@ class DatabaseSource:
         self.columns = self._columns()
 
     def _columns(self) -> dict[str, set[str]]:
+        # pg_catalog, not information_schema: the latter hides tables the user may not read, which would
+        # turn "no permission" into a misleading "table is missing".
         rows = self.conn.execute(
-            "select table_name, column_name from information_schema.columns where table_schema = 'public'"
+            "select c.relname, a.attname from pg_attribute a join pg_class c on c.oid = a.attrelid "
+            "join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'public' "
+            "and c.relkind in ('r', 'v', 'm', 'p', 'f') and a.attnum > 0 and not a.attisdropped"
         ).fetchall()
         columns: dict[str, set[str]] = {}
         for table_name, column_name in rows:

@@ -19,6 +19,7 @@ from orchestration import database
 from orchestration.district_sources import DistrictSource, SourceError, open_source
 from orchestration.district_tables import TABLES, Column, Table
 from orchestration.registry import District, load_registry
+from orchestration.tool_rights import require_write
 from orchestration.warehouse_setup import WRITE_ROLE, ensure_partition, ensure_warehouse
 
 
@@ -286,7 +287,9 @@ def load_district(district: District, *, conn: psycopg.Connection | None = None)
 
 
 def prepare_warehouse(districts: list[District] | None = None) -> None:
+    """Create what is missing, refusing up front a user without the Write right."""
     with database.connect() as conn:
+        require_write(conn, "run a load")
         with conn.transaction():
             ensure_warehouse(conn)
         register_districts(conn, districts if districts is not None else load_registry())

@@ -72,16 +72,29 @@ def _role_exists(conn: psycopg.Connection, role: str) -> bool:
 
 
 def ensure_roles(conn: psycopg.Connection) -> None:
-    """Read may query state and reports; Write runs loads and builds (DOMAIN.md, "Tool rights")."""
+    """Read may query state and reports; Write runs loads and builds (DOMAIN.md, "Tool rights").
+
+    Grants only what is missing, so that a Write user who is not an administrator can run this too.
+    """
     for role in (READ_ROLE, WRITE_ROLE):
         if not _role_exists(conn, role):
             conn.execute(sql.SQL("create role {} nologin").format(sql.Identifier(role)))
-    # Write can read everything Read can, and owns the schemas it builds.
-    conn.execute(sql.SQL("grant {} to {}").format(sql.Identifier(READ_ROLE), sql.Identifier(WRITE_ROLE)))
+    held = conn.execute(
+        "select pg_has_role(%(write)s, %(read)s, 'member'), "
+        "has_database_privilege(%(write)s, current_database(), 'create'), "
+        "has_database_privilege(%(read)s, current_database(), 'connect')",
+        {"read": READ_ROLE, "write": WRITE_ROLE}).fetchone()
+    assert held is not None
+    write_reads, write_creates, read_connects = held
     database_name = sql.Identifier(str(conn.execute("select current_database()").fetchone()[0]))  # type: ignore[index]
-    conn.execute(sql.SQL("grant create, temporary on database {} to {}").format(
-        database_name, sql.Identifier(WRITE_ROLE)))
-    conn.execute(sql.SQL("grant connect on database {} to {}").format(database_name, sql.Identifier(READ_ROLE)))
+    # Write can read everything Read can, and owns the schemas it builds.
+    if not write_reads:
+        conn.execute(sql.SQL("grant {} to {}").format(sql.Identifier(READ_ROLE), sql.Identifier(WRITE_ROLE)))
+    if not write_creates:
+        conn.execute(sql.SQL("grant create, temporary on database {} to {}").format(
+            database_name, sql.Identifier(WRITE_ROLE)))
+    if not read_connects:
+        conn.execute(sql.SQL("grant connect on database {} to {}").format(database_name, sql.Identifier(READ_ROLE)))
 
 
 def landing_table_sql(spec: Table) -> sql.Composed:
