@@ -12,7 +12,13 @@ import pytest
 from orchestration import database
 from orchestration.cli import main as cli_main
 from orchestration.district_tables import TABLES
-from orchestration.landing_load import DistrictLoadError, load_district, load_districts, prepare_warehouse
+from orchestration.landing_load import (
+    DistrictLoadError,
+    DistrictLoadResult,
+    load_district,
+    load_districts,
+    prepare_warehouse,
+)
 from orchestration.registry import District, DistrictSource, write_registry
 from tests.conftest import district_conn, landing_checksums
 
@@ -233,3 +239,22 @@ def test_csv_bad_date_names_the_line(state_db: str, make_district: MakeDistrict,
     [result] = load_districts([extract])
     assert not result.ok
     assert result.error == ("district E01, table day, line 3, column date: not a valid date: '09/02/2026'")
+
+
+def test_a_second_load_of_the_same_district_waits_for_the_first(
+        state_db: str, make_district: MakeDistrict) -> None:
+    import threading
+
+    district = make_district("D01")
+    load_ok(district)
+    results: list[DistrictLoadResult] = []
+    with database.connect() as holder:
+        # Stand-in for a load in progress: the same lock a load holds for its whole transaction.
+        holder.execute("select pg_advisory_xact_lock(hashtext('attendance_sync:district:' || %s))", ("D01",))
+        waiting = threading.Thread(target=lambda: results.extend(load_districts([district])))
+        waiting.start()
+        waiting.join(timeout=2.0)
+        assert waiting.is_alive() and not results  # blocked, not interleaved
+        holder.rollback()
+    waiting.join(timeout=30)
+    assert len(results) == 1 and results[0].ok
