@@ -90,9 +90,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from orchestration.registry import load_registry
 
     districts = [d for d in load_registry() if d.source.kind == "database"]
-    today = simulate.simulate_days(districts, args.days, seed=args.seed)
-    print(f"simulated date: {today.isoformat()}")
+    result = simulate.run_simulation(districts, args.days, seed=args.seed)
+    print(result.describe())
+    # The clock stands at the morning of the next school day; the day just simulated is the as-of date.
+    as_of = as_of_for(result.today)
+    print(f"simulated date: {as_of.isoformat()} (build with --as-of-date {as_of.isoformat()})")
     return 0
+
+
+def as_of_for(clock_today: dt.date) -> dt.date:
+    """The as-of date of builds on demo data: the last day whose attendance has been taken."""
+    return clock_today - dt.timedelta(days=1)
 
 
 def cmd_build(args: argparse.Namespace) -> int:

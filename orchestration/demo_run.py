@@ -9,6 +9,7 @@ import psycopg
 from psycopg import sql
 
 from orchestration import database
+from orchestration.cli import as_of_for
 from orchestration.registry import load_registry
 
 STATE_TABLES = ("district", "school", "calendar", "day", "period", "person", "enrollment", "attendance_excuse",
@@ -50,7 +51,7 @@ def run_demo(as_of_date: dt.date | None = None) -> int:
         print("   " + result.describe(), flush=True)
     if not all(r.ok for r in results):
         return 1
-    as_of = as_of_date or summary.today
+    as_of = as_of_date or as_of_for(summary.today)
     print(f"3/3 dbt build of every state model, the aggregation and the reports (as of {as_of}) ...", flush=True)
     build = run_dbt(["build"], as_of_date=as_of)
     if not build.success:
