@@ -140,10 +140,19 @@ def _postmaster_pid(pgdata: Path) -> int | None:
     return None
 
 
+def _running_port(pgdata: Path) -> int | None:
+    """The port in postmaster.pid (its fourth line), which may differ from the one now configured."""
+    try:
+        return int((pgdata / "postmaster.pid").read_text().splitlines()[3])
+    except (FileNotFoundError, IndexError, ValueError):
+        return None
+
+
 def status() -> ServerStatus:
     pgdata = data_dir()
     pid = _postmaster_pid(pgdata)
-    return ServerStatus(running=pid is not None, pid=pid, port=port(), data_dir=pgdata)
+    actual = _running_port(pgdata) if pid is not None else None
+    return ServerStatus(running=pid is not None, pid=pid, port=actual or port(), data_dir=pgdata)
 
 
 def _port_is_free(number: int) -> bool:
@@ -156,6 +165,10 @@ def start() -> ServerStatus:
     with _lifecycle_lock():
         current = status()
         if current.running:
+            if current.port != port():
+                raise EmbeddedPostgresError(
+                    f"the embedded server for {current.data_dir} already runs on port {current.port}, not "
+                    f"{port()} (ATTENDANCE_EMBEDDED_PORT); stop it first with: attendance-sync db stop")
             return current
         pgdata = data_dir()
         pgdata.mkdir(parents=True, exist_ok=True)

@@ -289,9 +289,13 @@ def load_district(district: District, *, conn: psycopg.Connection | None = None)
 def prepare_warehouse(districts: list[District] | None = None) -> None:
     """Create what is missing, refusing up front a user without the Write right."""
     with database.connect() as conn:
+        try:
+            with conn.transaction():
+                ensure_warehouse(conn)
+        except psycopg.errors.InsufficientPrivilege:
+            require_write(conn, "run a load")  # names the missing right when that is the cause
+            raise
         require_write(conn, "run a load")
-        with conn.transaction():
-            ensure_warehouse(conn)
         register_districts(conn, districts if districts is not None else load_registry())
 
 

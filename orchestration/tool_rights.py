@@ -32,12 +32,13 @@ def revoke(user: str, right: str) -> None:
 
 
 def rights_of(conn: psycopg.Connection, user: str | None = None) -> set[str]:
-    row = conn.execute(
-        "select pg_has_role(coalesce(%(user)s, current_user), %(read)s, 'member'), "
-        "pg_has_role(coalesce(%(user)s, current_user), %(write)s, 'member')",
-        {"user": user, "read": READ_ROLE, "write": WRITE_ROLE}).fetchone()
-    assert row is not None
-    return {name for name, held in zip(("read", "write"), row, strict=True) if held}
+    """The rights `user` (default: the connected user) holds; none while the roles do not exist yet."""
+    held = conn.execute(
+        "select rolname from pg_roles where rolname in (%(read)s, %(write)s) "
+        "and pg_has_role(coalesce(%(user)s, current_user), oid, 'member')",
+        {"user": user, "read": READ_ROLE, "write": WRITE_ROLE}).fetchall()
+    names = {role: right for right, role in RIGHTS.items()}
+    return {names[row[0]] for row in held}
 
 
 def require_write(conn: psycopg.Connection, action: str) -> None:
