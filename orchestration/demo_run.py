@@ -28,7 +28,8 @@ def summary_table(conn: psycopg.Connection) -> str:
         "/ nullif(count(*) filter (where enrolled_days >= 10), 0), 1) "
         "from reports.student_attendance group by 1").fetchall())
     header = ["district", *STATE_TABLES, "chronic absence %"]
-    rows = [[code, *[f"{counts[code].get(t, 0):,}" for t in STATE_TABLES], str(chronic.get(code, "-"))]
+    rows = [[code, *[f"{counts[code].get(t, 0):,}" for t in STATE_TABLES],
+             "-" if chronic.get(code) is None else str(chronic[code])]
             for code in sorted(counts)]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(cell).rjust(widths[i]) for i, cell in enumerate(row)) for row in [header, *rows]]
