@@ -9,7 +9,7 @@
     {%- set configured = var('as_of_date', none) -%}
     {%- if configured is not none and (configured | string | trim) != '' -%}
         {%- set text = configured | string | trim -%}
-        {%- if not modules.re.match('^\d{4}-\d{2}-\d{2}$', text) -%}
+        {%- if not modules.re.match('^[0-9]{4}-[0-9]{2}-[0-9]{2}$', text) -%}
             {{ exceptions.raise_compiler_error("var as_of_date must be an ISO date (YYYY-MM-DD), got '" ~ text ~ "'") }}
         {%- endif -%}
         {%- do modules.datetime.date.fromisoformat(text) -%}

@@ -1,0 +1,74 @@
+-- Per student, school and school year (DOMAIN.md, "State reports"): days enrolled, present and absent,
+-- the attendance rate and whether the student is chronically absent. Calendars with exclude = true are
+-- left out. Only aggregation days up to the report's as-of date count (see report_as_of_dates).
+-- Day counts are multiples of 0.5 (one decimal); rates are rounded to 4 decimals.
+
+with aggregation as (
+    select * from {{ ref('att_day_aggregation') }}
+),
+
+calendar as (
+    select * from {{ ref('calendar') }}
+),
+
+person as (
+    select * from {{ ref('person') }}
+),
+
+as_of as (
+    {{ report_as_of_dates() }}
+),
+
+reported_days as (
+    select
+        aggregation.district_code,
+        calendar.school_id,
+        calendar.end_year,
+        aggregation.person_id,
+        aggregation.present_days,
+        aggregation.absent_days,
+        aggregation.unexcused_absent_days
+    from aggregation
+    inner join calendar
+        on calendar.district_code = aggregation.district_code
+        and calendar.calendar_id = aggregation.calendar_id
+    inner join as_of
+        on as_of.district_code = aggregation.district_code
+    where not calendar.exclude
+        and aggregation.date <= as_of.as_of_date
+),
+
+student_year as (
+    select
+        district_code,
+        school_id,
+        end_year,
+        person_id,
+        count(*) as enrolled_days,
+        round(sum(present_days), 1) as present_days,
+        round(sum(absent_days), 1) as absent_days,
+        round(sum(unexcused_absent_days), 1) as unexcused_absent_days
+    from reported_days
+    group by district_code, school_id, end_year, person_id
+),
+
+final as (
+    select
+        student_year.district_code,
+        student_year.school_id,
+        student_year.end_year,
+        student_year.person_id,
+        person.state_id,
+        student_year.enrolled_days,
+        student_year.present_days,
+        student_year.absent_days,
+        student_year.unexcused_absent_days,
+        round(student_year.present_days / student_year.enrolled_days, 4) as attendance_rate,
+        {{ chronically_absent('student_year.enrolled_days', 'student_year.absent_days') }} as chronically_absent
+    from student_year
+    left join person
+        on person.district_code = student_year.district_code
+        and person.person_id = student_year.person_id
+)
+
+select * from final

@@ -1,0 +1,181 @@
+"""Runs dbt for the CLI and the tests, against the same database the rest of the project uses.
+
+Each call is a separate dbt process (this interpreter's dbt): dbt keeps adapter and manifest state in
+module globals, so repeated in-process invocations (with different vars) are fragile, and a process
+also gives a clean environment for the PG* variables that profiles/profiles.yml reads.
+
+Every run gets its own target directory (artifacts such as run_results.json are read from it and then
+removed, unless `target_path` is given), so concurrent runs never read each other's results. Partial
+parsing would not help much anyway: dbt re-parses whenever the vars change, and they carry the
+district selection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from orchestration import database, settings
+from orchestration.registry import validate_code
+
+# The dbt of this interpreter, whether or not its bin folder is on PATH (the console script's own code).
+DBT_COMMAND = (sys.executable, "-c", "import sys; from dbt.cli.main import cli; sys.argv[0] = 'dbt'; sys.exit(cli())")
+# Node statuses in run_results.json that make a run fail (warnings do not).
+FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    """One node of run_results.json: a model, test, seed or hook."""
+
+    unique_id: str
+    status: str
+    execution_time: float
+    message: str | None
+    failures: int | None
+    relation_name: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILED_STATUSES
+
+
+@dataclass(frozen=True)
+class DbtRunResult:
+    args: list[str]  # after `dbt`
+    returncode: int
+    stdout: str
+    stderr: str
+    run_results: dict[str, Any] | None
+    nodes: list[NodeResult] = field(default_factory=list)
+
+    @property
+    def success(self) -> bool:
+        return self.returncode == 0
+
+    def node(self, unique_id: str) -> NodeResult:
+        return next(node for node in self.nodes if node.unique_id == unique_id)
+
+    @property
+    def failure_message(self) -> str:
+        """What went wrong, readable: the failing nodes' messages, else dbt's own error text."""
+        if self.success:
+            return ""
+        failed = [f"{node.unique_id}: {(node.message or node.status).strip()}" for node in self.nodes if node.failed]
+        if failed:
+            return f"dbt {self.command_name} failed:\n" + "\n".join(failed)
+        return f"dbt {self.command_name} failed (exit code {self.returncode}):\n{_error_text(self.stdout, self.stderr)}"
+
+    @property
+    def command_name(self) -> str:
+        return self.args[0] if self.args else "dbt"
+
+    def raise_for_failure(self) -> DbtRunResult:
+        if not self.success:
+            raise DbtRunError(self)
+        return self
+
+
+class DbtRunError(RuntimeError):
+    def __init__(self, result: DbtRunResult) -> None:
+        self.result = result
+        super().__init__(result.failure_message)
+
+
+def _error_text(stdout: str, stderr: str, max_lines: int = 40) -> str:
+    lines = stdout.splitlines()
+    start = next((i for i, line in enumerate(lines) if "Encountered an error" in line), None)
+    if start is None:
+        start = next((i for i, line in enumerate(lines) if "Error" in line), max(0, len(lines) - max_lines))
+    text = "\n".join(lines[start:start + max_lines])
+    if stderr.strip():
+        text += "\n" + "\n".join(stderr.strip().splitlines()[-max_lines:])
+    return text.strip()
+
+
+def dbt_vars(districts: list[str] | None = None, as_of_date: date | None = None) -> dict[str, object]:
+    """The `--vars` of a run: the district selection (None or empty = every district) and the as-of date."""
+    values: dict[str, object] = {}
+    if districts:
+        values["districts"] = [validate_code(code) for code in dict.fromkeys(districts)]
+    if as_of_date is not None:
+        values["as_of_date"] = as_of_date.isoformat()
+    return values
+
+
+def dbt_args(args: list[str], *, districts: list[str] | None = None, as_of_date: date | None = None,
+             full_refresh: bool = False, project_dir: Path | None = None, profiles_dir: Path | None = None,
+             target_path: Path | None = None, log_path: Path | None = None) -> list[str]:
+    """The dbt command line after `dbt`: the subcommand and its arguments, then the project's options."""
+    if not args or args[0].startswith("-"):
+        raise ValueError(f"dbt arguments must start with a subcommand (build, run, test, ls, ...), got {args!r}")
+    command = [*args,
+               "--project-dir", str(project_dir or settings.DBT_PROJECT_DIR),
+               "--profiles-dir", str(profiles_dir or settings.DBT_PROFILES_DIR)]
+    if target_path is not None:
+        command += ["--target-path", str(target_path)]
+    if log_path is not None:
+        command += ["--log-path", str(log_path)]
+    values = dbt_vars(districts, as_of_date)
+    if values:
+        command += ["--vars", json.dumps(values, sort_keys=True)]
+    if full_refresh:
+        command.append("--full-refresh")
+    return command
+
+
+def dbt_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment plus the PG* settings of the state database (starting it if embedded)."""
+    connection = database.ensure_server()
+    env = dict(os.environ)
+    env.update(connection.pg_environment())
+    env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+    env.setdefault("DBT_USE_COLORS", "false")
+    env.update(extra or {})
+    return env
+
+
+def _read_run_results(target_path: Path) -> tuple[dict[str, Any] | None, list[NodeResult]]:
+    path = target_path / "run_results.json"
+    if not path.exists():
+        return None, []
+    content = json.loads(path.read_text())
+    nodes = [
+        NodeResult(unique_id=entry["unique_id"], status=str(entry.get("status")),
+                   execution_time=float(entry.get("execution_time") or 0.0), message=entry.get("message"),
+                   failures=entry.get("failures"), relation_name=entry.get("relation_name"))
+        for entry in content.get("results", [])
+    ]
+    return content, nodes
+
+
+def run_dbt(args: list[str], *, districts: list[str] | None = None, as_of_date: date | None = None,
+            full_refresh: bool = False, target_path: Path | None = None, timeout: float | None = None,
+            env: dict[str, str] | None = None) -> DbtRunResult:
+    """Run one dbt command (e.g. `["build", "--select", "+attendance"]`) and collect its results.
+
+    `districts` limits the state models to those districts (None: every district of the registry);
+    `as_of_date` pins the aggregation's and reports' as-of date (None: today in the state's time zone).
+    The result never raises on a dbt failure: check `success` or call `raise_for_failure()`.
+    """
+    log_path = settings.local_dir() / "dbt" / "logs"
+    log_path.mkdir(parents=True, exist_ok=True)
+    environment = dbt_environment(env)
+    with tempfile.TemporaryDirectory(prefix="run-", dir=log_path.parent) as scratch:
+        target = target_path or Path(scratch)
+        target.mkdir(parents=True, exist_ok=True)
+        (target / "run_results.json").unlink(missing_ok=True)
+        arguments = dbt_args(args, districts=districts, as_of_date=as_of_date, full_refresh=full_refresh,
+                             target_path=target, log_path=log_path)
+        completed = subprocess.run([*DBT_COMMAND, *arguments], env=environment, capture_output=True, text=True,
+                                   timeout=timeout, cwd=settings.PROJECT_ROOT, check=False)
+        run_results, nodes = _read_run_results(target)
+    return DbtRunResult(args=arguments, returncode=completed.returncode, stdout=completed.stdout,
+                        stderr=completed.stderr, run_results=run_results, nodes=nodes)

@@ -1,0 +1,307 @@
+"""The dbt State Edition models on a real PostgreSQL: district-by-district replacement, the district
+selection, lineage (Check Dependencies), grants, and the dbt argument list of orchestration.dbt_runner.
+
+One database for the module: districts D01, D02 and D04 from the sample district database, D03 with
+empty tables, all loaded through the real landing loader.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from orchestration import database, dbt_runner
+from orchestration.district_tables import TABLES
+from orchestration.landing_load import load_districts
+from orchestration.registry import District, DistrictSource, RegistryError
+from orchestration.warehouse_setup import ensure_warehouse
+from tests.conftest import unique_name
+from tests.district_samples import create_district_database
+
+MakeDistrict = Callable[..., District]
+STATE_TABLES = ("district", *(spec.name for spec in TABLES))
+CODES = ("D01", "D02", "D03", "D04")
+
+
+# --- dbt_args: the pure part of the runner ---------------------------------------------------------
+
+def test_dbt_args_puts_the_project_options_and_vars_after_the_subcommand() -> None:
+    args = dbt_runner.dbt_args(["build", "--select", "+attendance"], districts=["D01", "D03", "D01"],
+                               as_of_date=date(2026, 9, 2), full_refresh=True)
+    assert args[:3] == ["build", "--select", "+attendance"]
+    assert args[args.index("--project-dir") + 1].endswith("dbt_project")
+    assert args[args.index("--profiles-dir") + 1].endswith("profiles")
+    assert json.loads(args[args.index("--vars") + 1]) == {"districts": ["D01", "D03"], "as_of_date": "2026-09-02"}
+    assert args[-1] == "--full-refresh"
+
+
+def test_dbt_args_without_selection_passes_no_vars() -> None:
+    args = dbt_runner.dbt_args(["run"], districts=[], target_path=None)
+    assert "--vars" not in args and "--full-refresh" not in args and "--target-path" not in args
+
+
+def test_dbt_args_refuses_bad_codes_and_a_missing_subcommand() -> None:
+    with pytest.raises(RegistryError, match="not a valid district code"):
+        dbt_runner.dbt_args(["build"], districts=["D01'; drop table x"])
+    with pytest.raises(ValueError, match="subcommand"):
+        dbt_runner.dbt_args(["--select", "x"])
+
+
+# --- the warehouse -------------------------------------------------------------------------------------
+
+@dataclass
+class Warehouse:
+    database: str
+    districts: dict[str, District]
+
+    def load(self, *codes: str) -> None:
+        results = load_districts([self.districts[code] for code in codes])
+        assert all(result.ok for result in results), [result.error for result in results]
+
+    def district_db(self, code: str) -> psycopg.Connection:
+        name = self.districts[code].source.database
+        assert name is not None
+        return database.connect(name, autocommit=True)
+
+
+def build(*args: str, districts: list[str] | None = None, full_refresh: bool = False) -> dbt_runner.DbtRunResult:
+    result = dbt_runner.run_dbt(list(args) or ["build"], districts=districts, full_refresh=full_refresh,
+                                as_of_date=date(2026, 9, 2))
+    assert result.success, result.failure_message
+    return result
+
+
+@pytest.fixture(scope="module")
+def warehouse() -> Iterator[Warehouse]:
+    name = unique_name("test_dbt_state")
+    settings = database.ensure_server()
+    database.ensure_database(name, settings)
+    sources: dict[str, District] = {}
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("ATTENDANCE_STATE_DATABASE", name)
+            with database.connect() as conn:
+                ensure_warehouse(conn)
+                conn.commit()
+            for code in CODES:
+                source = unique_name(f"district_{code.lower()}")
+                sources[code] = District(code, f"District {code}", DistrictSource("database", database=source))
+                create_district_database(source, rows=code != "D03")
+            warehouse = Warehouse(name, sources)
+            warehouse.load(*CODES)
+            yield warehouse
+    finally:
+        for district in sources.values():
+            database.drop_database(str(district.source.database), settings)
+        database.drop_database(name, settings)
+
+
+@pytest.fixture(scope="module")
+def built(warehouse: Warehouse) -> Iterator[dbt_runner.DbtRunResult]:
+    """The state models built for every district, once, with all their data tests."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ATTENDANCE_STATE_DATABASE", warehouse.database)
+        yield build("build", "--select", "staging", "state", "--exclude", "att_day_aggregation")
+
+
+@pytest.fixture
+def state(warehouse: Warehouse, built: dbt_runner.DbtRunResult,
+          monkeypatch: pytest.MonkeyPatch) -> Iterator[psycopg.Connection]:
+    monkeypatch.setenv("ATTENDANCE_STATE_DATABASE", warehouse.database)
+    with database.connect(autocommit=True) as conn:
+        yield conn
+
+
+def checksums(conn: psycopg.Connection) -> dict[tuple[str, str], str]:
+    """(table, district) -> row count and md5 of the ordered rows, for every state table."""
+    sums: dict[tuple[str, str], str] = {}
+    for table in STATE_TABLES:
+        for code, count, digest in conn.execute(sql.SQL(
+                "select district_code, count(*), md5(string_agg(t::text, '|' order by t::text)) "
+                "from state.{} t group by district_code").format(sql.Identifier(table))).fetchall():
+            sums[(table, code)] = f"{count}:{digest}"
+    return sums
+
+
+def model_builds(conn: psycopg.Connection) -> dict[tuple[str, str], tuple[int | None, object]]:
+    return {(model, code): (batch, built_at) for model, code, batch, built_at in conn.execute(
+        "select model_name, district_code, landing_batch_id, built_at from state.model_build").fetchall()}
+
+
+# --- tests ---------------------------------------------------------------------------------------------
+
+def test_full_build_passes_every_data_test(built: dbt_runner.DbtRunResult) -> None:
+    statuses = {node.unique_id: node.status for node in built.nodes}
+    tests = {uid: status for uid, status in statuses.items() if uid.startswith("test.")}
+    assert len(tests) > 100
+    warned = {uid for uid, status in tests.items() if status == "warn"}
+    # The sample's row 503 names period 212 on a day that follows another period schedule.
+    assert warned == {"test.attendance_sync.attendance_rows_outside_counted_periods"}
+    assert all(status in ("pass", "warn") for status in tests.values()), tests
+    assert all(statuses[f"model.attendance_sync.{table}"] == "success" for table in STATE_TABLES)
+
+
+def test_state_tables_hold_live_landing_rows_keyed_by_district(state: psycopg.Connection) -> None:
+    counts = dict(state.execute("select district_code, count(*) from state.attendance group by 1").fetchall())
+    assert counts == {"D01": 4, "D02": 4, "D04": 4}
+    # An empty excuse is unknown (null); the excuse code id is kept.
+    assert state.execute("select excuse, excuse_id from state.attendance where district_code = 'D01' "
+                         "and attendance_id = 503").fetchone() == (None, None)
+    assert state.execute("select state_id from state.person where district_code = 'D02' and person_id = 3"
+                         ).fetchone() == (None,)
+    registry = state.execute("select district_code from state.district order by 1").fetchall()
+    assert [code for (code,) in registry] == list(CODES)
+
+
+def test_empty_district_has_no_rows(state: psycopg.Connection) -> None:
+    assert not [key for key in checksums(state) if key[1] == "D03" and key[0] != "district"]
+
+
+def test_each_build_records_the_landing_horizon_it_read(state: psycopg.Connection) -> None:
+    horizons = dict(state.execute("select district_code, max(batch_id) from landing.load_batch group by 1").fetchall())
+    builds = model_builds(state)
+    assert {key: batch for key, (batch, _) in builds.items()} == {
+        (table, code): horizons[code] for table in STATE_TABLES for code in CODES}
+
+
+def test_two_district_run_replaces_exactly_those_districts(warehouse: Warehouse, state: psycopg.Connection) -> None:
+    before = checksums(state)
+    builds_before = model_builds(state)
+    # Change D01 (an update), D02 (a delete) and D04 (an update that this run must not pick up).
+    with warehouse.district_db("D01") as district:
+        district.execute("update person set last_name = 'Rivera-Lopez' where person_id = 1")
+    with warehouse.district_db("D02") as district:
+        district.execute("delete from attendance where attendance_id = 504")
+    with warehouse.district_db("D04") as district:
+        district.execute("update school set name = 'Renamed' where school_id = 1")
+    warehouse.load("D01", "D02", "D04")
+
+    build("build", "--select", "staging", "state", "--exclude", "att_day_aggregation", districts=["D01", "D02"])
+    after = checksums(state)
+    untouched = {key for key in before if key[1] in ("D03", "D04")}
+    assert untouched and all(after.get(key) == before[key] for key in untouched)
+    assert after[("person", "D01")] != before[("person", "D01")]
+    assert after[("attendance", "D02")].startswith("3:")
+    builds_after = model_builds(state)
+    assert all(builds_after[(t, "D04")] == builds_before[(t, "D04")] for t in STATE_TABLES)
+    assert all(builds_after[(t, "D01")][1] > builds_before[(t, "D01")][1] for t in STATE_TABLES)
+
+    # The same rows as a build of every district produces.
+    build("run", "--select", "state", "--exclude", "att_day_aggregation")
+    full = checksums(state)
+    for key, value in after.items():
+        if key[1] in ("D01", "D02"):
+            assert full[key] == value, key
+    assert full[("school", "D04")] != before[("school", "D04")]
+
+
+def test_full_refresh_cannot_drop_other_districts(state: psycopg.Connection) -> None:
+    before = checksums(state)
+    build("run", "--select", "school", districts=["D01"], full_refresh=True)
+    assert checksums(state) == before
+
+
+def test_unknown_district_is_refused_and_nothing_changes(state: psycopg.Connection) -> None:
+    before = checksums(state)
+    result = dbt_runner.run_dbt(["build", "--select", "state"], districts=["D01", "D99"])
+    assert not result.success
+    assert "D99 not in the district registry" in result.failure_message
+    assert checksums(state) == before
+
+
+def test_district_whose_landing_emptied_ends_with_no_rows(warehouse: Warehouse, state: psycopg.Connection) -> None:
+    with warehouse.district_db("D04") as district:
+        for spec in reversed(TABLES):
+            district.execute(sql.SQL("delete from {}").format(sql.Identifier(spec.name)))
+    warehouse.load("D04")
+    before = checksums(state)
+    build("run", "--select", "state", "--exclude", "att_day_aggregation", districts=["D04"])
+    after = checksums(state)
+    assert {key for key in after if key[1] == "D04"} == {("district", "D04")}
+    assert all(after[key] == value for key, value in before.items() if key[1] != "D04")
+
+
+def test_readers_may_select_every_state_table(state: psycopg.Connection) -> None:
+    for table in (*STATE_TABLES, "model_build"):
+        granted = state.execute("select has_table_privilege('attendance_read', %s, 'select')",
+                                (f"state.{table}",)).fetchone()
+        assert granted == (True,), table
+        owner = state.execute("select tableowner from pg_tables where schemaname = 'state' and tablename = %s",
+                              (table,)).fetchone()
+        assert owner == ("attendance_write",), table
+
+
+def test_state_tables_have_indexes_led_by_district_code(state: psycopg.Connection) -> None:
+    for spec in TABLES:
+        indexes = [row[0] for row in state.execute(
+            "select indexdef from pg_indexes where schemaname = 'state' and tablename = %s", (spec.name,))]
+        assert any(f"(district_code, {spec.primary_key})" in index and "UNIQUE" in index for index in indexes)
+
+
+def ancestors(table: str) -> set[str]:
+    """The contract's transitive parents of a table, plus the district every root table belongs to."""
+    by_name = {spec.name: spec for spec in TABLES}
+    found: set[str] = set()
+    stack = [table]
+    while stack:
+        parents = by_name[stack.pop()].parents or ["district"]
+        for parent in parents:
+            if parent not in found:
+                found.add(parent)
+                if parent != "district":
+                    stack.append(parent)
+    return found
+
+
+def test_lineage_is_the_object_hierarchy() -> None:
+    """`--select +attendance` is "resync attendance with Check Dependencies": exactly its ancestors."""
+    result = dbt_runner.run_dbt(["ls", "--select", "+attendance", "--resource-type", "model",
+                                 "--output", "name", "--quiet"])
+    assert result.success, result.failure_message
+    listed = set(result.stdout.split())
+    expected = {"attendance", *ancestors("attendance")}
+    assert expected == {"attendance", "person", "calendar", "period", "attendance_excuse", "school",
+                        "school_year", "period_schedule", "district"}
+    assert listed == expected | {f"stg_landing__{name}" for name in expected}
+
+    # Every state model depends on exactly its contract parents (and its staging view).
+    result = dbt_runner.run_dbt(["ls", "--select", "state", "--exclude", "att_day_aggregation",
+                                 "--resource-type", "model", "--output", "json",
+                                 "--output-keys", "name", "depends_on", "--quiet"])
+    assert result.success, result.failure_message
+    for line in result.stdout.splitlines():
+        node = json.loads(line)
+        parents = {uid.split(".")[-1] for uid in node["depends_on"]["nodes"]}
+        spec = next((s for s in TABLES if s.name == node["name"]), None)
+        contract = set(spec.parents or ["district"]) if spec else set()
+        assert parents == contract | {f"stg_landing__{node['name']}"}, node["name"]
+
+
+def test_docs_generate_works(warehouse: Warehouse, built: dbt_runner.DbtRunResult,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATTENDANCE_STATE_DATABASE", warehouse.database)
+    result = dbt_runner.run_dbt(["docs", "generate"])
+    assert result.success, result.failure_message
+
+
+def test_check_dependencies_resync_on_an_empty_state(state_db: str, make_district: MakeDistrict) -> None:
+    """`build --select +attendance` on a new state builds and tests attendance and its ancestors only."""
+    with database.connect() as conn:
+        ensure_warehouse(conn)
+        conn.commit()
+    [loaded] = load_districts([make_district("D01")])
+    assert loaded.ok, loaded.error
+    result = dbt_runner.run_dbt(["build", "--select", "+attendance"])
+    assert result.success, result.failure_message
+    models = {node.unique_id.split(".")[-1] for node in result.nodes if node.unique_id.startswith("model.")}
+    expected = {"attendance", *ancestors("attendance")}
+    assert models == expected | {f"stg_landing__{name}" for name in expected}
+    with database.connect() as conn:
+        assert conn.execute("select to_regclass('state.day')").fetchone() == (None,)
+        assert conn.execute("select count(*) from state.attendance").fetchone() == (4,)
