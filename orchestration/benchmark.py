@@ -100,10 +100,26 @@ def bench_districts(count: int, size_name: str) -> list[District]:
             for i in range(1, count + 1)]
 
 
+def bench_size(size_name: str) -> Any:
+    """The demo size, or the BIE-like size with today on its last school day, so that the year is all but
+    complete (about 8 million student-days) and one simulated day still adds a day for every student."""
+    from dataclasses import replace
+
+    from orchestration import demo_data
+    from orchestration.demo_calendar import district_calendar
+
+    if size_name != "bie":
+        return demo_data.DemoSize()
+    size = demo_data.BIE_SIZE
+    end_year = size.resolved_end_year()
+    last_day = max(district_calendar(end_year, size.seed, index).last_day for index in range(1, size.districts + 1))
+    return replace(size, today=last_day)
+
+
 def section_generate(ctx: BenchContext) -> Section:
     from orchestration import demo_data
 
-    size = demo_data.BIE_SIZE if ctx.size_name == "bie" else demo_data.DemoSize()
+    size = bench_size(ctx.size_name)
     section = Section("generate", "Demo district generation")
     with timed() as timing:
         summary = demo_data.generate_demo(ctx.districts, size)
@@ -124,9 +140,22 @@ def section_load(ctx: BenchContext) -> Section:
     return compare_load_with_plain_copy(ctx.districts, Section("load", "Landing load against a plain COPY"), timed)
 
 
+def section_build(ctx: BenchContext) -> Section:
+    from orchestration.build_benchmark import compare_builds
+    from orchestration.cli import as_of_for
+    from orchestration.demo_data import read_clock
+    from orchestration.simulate import simulate_days
+
+    as_of = as_of_for(read_clock(ctx.districts).today)
+    section = Section("build", f"dbt builds side by side (as of {as_of})")
+    return compare_builds(ctx.districts, section, timed, as_of,
+                          lambda: as_of_for(simulate_days(ctx.districts, 1)))
+
+
 SECTIONS: dict[str, Callable[[BenchContext], Section]] = {
     "generate": section_generate,
     "load": section_load,
+    "build": section_build,
 }
 
 
@@ -157,9 +186,7 @@ def run_benchmark(size_name: str, sections: list[str] | None, out_dir: Path) -> 
     """Run the chosen sections (default all) against a benchmark warehouse of its own; write the report."""
     import os
 
-    from orchestration.demo_data import BIE_SIZE, DemoSize
-
-    size = BIE_SIZE if size_name == "bie" else DemoSize()
+    size = bench_size(size_name)
     os.environ["ATTENDANCE_STATE_DATABASE"] = BENCH_STATE_DATABASE
     registry_path = local_dir() / "bench" / size_name / "districts.yml"
     registry_path.parent.mkdir(parents=True, exist_ok=True)

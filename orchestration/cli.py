@@ -108,7 +108,11 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     result = run_dbt([args.command, *(["--select", args.select] if args.select else [])],
                      districts=_codes(args.districts), as_of_date=args.as_of_date, full_refresh=args.full_refresh)
-    return 0 if result.success else 1
+    print(result.stdout.rstrip())
+    if not result.success:
+        print(result.failure_message, file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

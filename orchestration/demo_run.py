@@ -56,7 +56,7 @@ def run_demo(as_of_date: dt.date | None = None) -> int:
     print(f"3/3 dbt build of every state model, the aggregation and the reports (as of {as_of}) ...", flush=True)
     build = run_dbt(["build"], as_of_date=as_of)
     if not build.success:
-        print(build.message)
+        print(build.failure_message)
         return 1
     with database.connect() as conn:
         print()
