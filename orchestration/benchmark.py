@@ -152,10 +152,29 @@ def section_build(ctx: BenchContext) -> Section:
                           lambda: as_of_for(simulate_days(ctx.districts, 1)))
 
 
+def section_dagster(ctx: BenchContext) -> Section:
+    """The same two-district resync as plain loader + dbt build and as a Dagster run, side by side."""
+    import os
+
+    from orchestration.dagster_launch import benchmark_overhead
+
+    os.environ.setdefault("DAGSTER_HOME", str(local_dir() / "bench" / "dagster"))
+    section = Section("dagster", "Running through Dagster against plain loader + dbt build")
+    two = [d.code for d in ctx.districts[:2]]
+    for objects, check in ((["att_day_aggregation"], False), (["att_day_aggregation"], True)):
+        figures = benchmark_overhead(two, objects, check_dependencies=check)
+        section.rows.append({"selection": f"{', '.join(objects)}{' with Check Dependencies' if check else ''}",
+                             "districts": ", ".join(two), **figures})
+    section.notes.append("both paths reload the districts' landing and run one dbt build of the same selection; "
+                         "dagster_first_s is the first run in the process, which also builds the definitions")
+    return section
+
+
 SECTIONS: dict[str, Callable[[BenchContext], Section]] = {
     "generate": section_generate,
     "load": section_load,
     "build": section_build,
+    "dagster": section_dagster,
 }
 
 

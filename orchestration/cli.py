@@ -49,8 +49,11 @@ def cmd_db(args: argparse.Namespace) -> int:
 def cmd_load(args: argparse.Namespace) -> int:
     from orchestration.landing_load import load_districts
     from orchestration.registry import select_districts
+    from orchestration.writer_lock import state_writer_lock
 
-    results = load_districts(select_districts(_codes(args.district)))
+    districts = select_districts(_codes(args.district))
+    with state_writer_lock("attendance-sync load"):
+        results = load_districts(districts)
     for result in results:
         print(result.describe())
     failed = [r.district_code for r in results if not r.ok]
@@ -105,9 +108,12 @@ def as_of_for(clock_today: dt.date) -> dt.date:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from orchestration.dbt_runner import run_dbt
+    from orchestration.writer_lock import state_writer_lock
 
-    result = run_dbt([args.command, *(["--select", args.select] if args.select else [])],
-                     districts=_codes(args.districts), as_of_date=args.as_of_date, full_refresh=args.full_refresh)
+    with state_writer_lock(f"attendance-sync build {args.command}"):
+        result = run_dbt([args.command, *(["--select", args.select] if args.select else [])],
+                         districts=_codes(args.districts), as_of_date=args.as_of_date,
+                         full_refresh=args.full_refresh)
     print(result.stdout.rstrip())
     if not result.success:
         print(result.failure_message, file=sys.stderr)
@@ -132,6 +138,31 @@ def cmd_rights(args: argparse.Namespace) -> int:
         held = tool_rights.rights_of(conn, args.user)
     print(f"{args.user}: {', '.join(sorted(held)) or 'no rights'}")
     return 0
+
+
+def cmd_resync(args: argparse.Namespace) -> int:
+    from orchestration.dagster_launch import launch_resync
+
+    return launch_resync(_codes(args.districts), _codes(args.objects), args.check_dependencies,
+                         as_of_date=args.as_of_date)
+
+
+def cmd_refresh_aggregation(args: argparse.Namespace) -> int:
+    from orchestration.dagster_launch import launch_refresh_aggregation
+
+    return launch_refresh_aggregation(_codes(args.districts), as_of_date=args.as_of_date)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from orchestration.dagster_launch import print_sync_status
+
+    return print_sync_status()
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from orchestration.dagster_launch import run_ui
+
+    return run_ui(host="127.0.0.1", port=args.port)
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
@@ -187,6 +218,24 @@ def build_parser() -> argparse.ArgumentParser:
     rights.add_argument("action", choices=["grant", "revoke", "show"])
     rights.add_argument("user", help="an existing database login role")
     rights.add_argument("right", nargs="?", choices=["read", "write"], default="read")
+
+    resync = add("resync", cmd_resync, "Resync selected districts and objects through Dagster (the run shows "
+                 "in the UI's history); with --check-dependencies every parent object is resynced too.")
+    resync.add_argument("--districts", action="append", metavar="CODES", help="D01,D03 (default: every district)")
+    resync.add_argument("--objects", action="append", metavar="MODELS",
+                        help="state models, e.g. att_day_aggregation (default: every object)")
+    resync.add_argument("--check-dependencies", action="store_true", help="also resync every parent object")
+    resync.add_argument("--as-of-date", type=_date, help="the build's as-of date (default: today)")
+
+    refresh = add("refresh-aggregation", cmd_refresh_aggregation,
+                  "Attendance Aggregation Refresh through Dagster: recompute att_day_aggregation and its reports.")
+    refresh.add_argument("--districts", action="append", metavar="CODES", help="D01,D03 (default: every district)")
+    refresh.add_argument("--as-of-date", type=_date, help="the build's as-of date (default: today)")
+
+    add("status", cmd_status, "Each district's last successful load and build, and how stale it is.")
+
+    ui = add("ui", cmd_ui, "Start the Dagster UI (and daemon) on 127.0.0.1 against this warehouse.")
+    ui.add_argument("--port", type=int, default=3000)
 
     bench = add("benchmark", cmd_benchmark, "Measure load and build speed side by side; write a report.")
     bench.add_argument("--size", choices=["demo", "bie"], default="demo")

@@ -1,0 +1,246 @@
+"""Every dbt model as a Dagster asset; dbt tests as asset checks.
+
+Models of `staging/` and `state/` hold one partition per district: a run for some districts passes them
+to dbt as `--vars '{districts: [...]}'`, and dbt replaces exactly those districts' rows. Other models
+(`reports/`) are built whole and are not partitioned. Both sets use the single-run backfill policy, so
+materializing several districts at once is one dbt invocation.
+
+Each materialization records how many rows each built district has in the table (`dagster/row_count`,
+which the UI shows as "Row count", and `district_rows` on that district's partition; `rows_by_district`
+for all districts of the run) and, for unpartitioned models, the table's row count.
+"""
+
+# No `from __future__ import annotations`: Dagster reads the op signatures' types at runtime.
+import json
+import shutil
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckResult,
+    AssetExecutionContext,
+    AssetKey,
+    AssetMaterialization,
+    AssetObservation,
+    AssetsDefinition,
+    BackfillPolicy,
+    Config,
+    MetadataValue,
+    Output,
+    PartitionsDefinition,
+)
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, dbt_assets
+from psycopg import sql
+
+from orchestration import database
+from orchestration.dagster_defs.project import dbt_project, manifest
+from orchestration.dagster_defs.resources import AttendanceDbtCliResource
+from orchestration.writer_lock import state_writer_lock
+
+# The concurrency pool of every step that writes landing or state tables (limit 1 in dagster.yaml).
+WRITER_POOL = "attendance_state_writer"
+DISTRICT_FOLDERS = ("staging", "state")
+DISTRICT_SELECT = " ".join(f"path:models/{folder}" for folder in DISTRICT_FOLDERS)
+AGGREGATION_MODEL = "att_day_aggregation"
+
+DbtEvent = Output | AssetMaterialization | AssetObservation | AssetCheckResult | AssetCheckEvaluation
+
+
+class AttendanceTranslator(DagsterDbtTranslator):
+    """Landing sources keep the keys of the landing assets; groups follow the dbt folders."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
+        if dbt_resource_props["resource_type"] == "source" and dbt_resource_props.get("schema") == "landing":
+            return AssetKey(["landing", dbt_resource_props["name"]])
+        return super().get_asset_key(dbt_resource_props)
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        if dbt_resource_props["resource_type"] == "source":
+            return "landing"
+        fqn = dbt_resource_props.get("fqn", [])
+        return fqn[1] if len(fqn) > 2 else "dbt"
+
+
+def translator() -> AttendanceTranslator:
+    return AttendanceTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+
+
+def is_district_model(node: Mapping[str, Any]) -> bool:
+    fqn = node.get("fqn", [])
+    return node.get("resource_type") == "model" and len(fqn) > 2 and fqn[1] in DISTRICT_FOLDERS
+
+
+def model_nodes(dbt_manifest: Mapping[str, Any] | None = None) -> dict[str, Mapping[str, Any]]:
+    """Model name -> manifest node."""
+    nodes = (dbt_manifest or manifest())["nodes"].values()
+    return {node["name"]: node for node in nodes if node["resource_type"] == "model"}
+
+
+class DbtBuildConfig(Config):
+    """Run options of the dbt step (Launchpad: ops -> <dbt op> -> config)."""
+
+    full_refresh: bool = False  # --full-refresh: recompute incremental models (the Aggregation Refresh)
+    as_of_date: str | None = None  # ISO date for att_day_aggregation and the reports; default today
+
+
+def dbt_build_args(*, select: Sequence[str] | None = None, districts: Sequence[str] | None = None,
+                   as_of_date: str | None = None, full_refresh: bool = False) -> list[str]:
+    """The `dbt build` argument list (selection args are added by dagster-dbt when `select` is None)."""
+    args = ["build"]
+    if select:
+        args += ["--select", " ".join(select)]
+    dbt_vars: dict[str, Any] = {}
+    if districts is not None:
+        dbt_vars["districts"] = sorted(districts)
+    if as_of_date:
+        dbt_vars["as_of_date"] = as_of_date
+    if dbt_vars:
+        args += ["--vars", json.dumps(dbt_vars)]
+    if full_refresh:
+        args.append("--full-refresh")
+    return args
+
+
+@dataclass(frozen=True)
+class ModelTable:
+    schema: str
+    name: str
+    materialized: str
+    by_district: bool
+
+
+def model_table(node: Mapping[str, Any]) -> ModelTable:
+    return ModelTable(schema=node["schema"], name=node.get("alias") or node["name"],
+                      materialized=node["config"].get("materialized", "view"), by_district=is_district_model(node))
+
+
+def district_row_counts(conn: psycopg.Connection, table: ModelTable, districts: Sequence[str]) -> dict[str, int]:
+    """Rows per district in a built table (0 for a district that has none)."""
+    query = sql.SQL("select district_code, count(*) from {} where district_code = any(%s) group by 1").format(
+        sql.Identifier(table.schema, table.name))
+    counts = {str(code): int(count) for code, count in conn.execute(query, (list(districts),)).fetchall()}
+    return {code: counts.get(code, 0) for code in districts}
+
+
+def total_row_count(conn: psycopg.Connection, table: ModelTable) -> int:
+    row = conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(table.schema, table.name)))
+    result = row.fetchone()
+    return int(result[0]) if result else 0
+
+
+def _node_for_event(event: DbtEvent, nodes_by_id: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    if not isinstance(event, Output | AssetMaterialization):
+        return None
+    unique_id = event.metadata.get("unique_id")
+    text = getattr(unique_id, "value", unique_id)
+    return nodes_by_id.get(str(text)) if text else None
+
+
+def row_count_metadata(conn: psycopg.Connection, node: Mapping[str, Any],
+                       districts: Sequence[str] | None) -> tuple[dict[str, Any], dict[str, int]]:
+    """(event metadata, rows per district) for a built model; views are not counted."""
+    table = model_table(node)
+    if table.materialized in ("view", "ephemeral"):
+        return {}, {}
+    if table.by_district and districts:
+        counts = district_row_counts(conn, table, districts)
+        return {"rows_by_district": MetadataValue.json(counts)}, counts
+    return {"dagster/row_count": MetadataValue.int(total_row_count(conn, table))}, {}
+
+
+def district_metadata(count: int) -> dict[str, MetadataValue]:
+    """A district partition's own row count (the UI's "Row count" of that partition)."""
+    return {"dagster/row_count": MetadataValue.int(count), "district_rows": MetadataValue.int(count)}
+
+
+def stream_with_row_counts(events: Iterable[DbtEvent], *, districts: Sequence[str] | None,
+                           context: AssetExecutionContext | None) -> Iterator[DbtEvent]:
+    """Pass dbt's events through, adding row counts; per district on the partition where there is one.
+
+    With an asset context the counts go on each district's partition of the Output. Without one (op
+    jobs), a model's AssetMaterialization is repeated per district with that district as its partition,
+    so the asset's partitions show the build even though an op job ran it.
+    """
+    nodes_by_id = {node["unique_id"]: node for node in manifest()["nodes"].values()}
+    with database.connect(autocommit=True) as conn:
+        yield from _with_row_counts(conn, events, nodes_by_id, districts=districts, context=context)
+
+
+def _with_row_counts(conn: psycopg.Connection, events: Iterable[DbtEvent],
+                     nodes_by_id: Mapping[str, Mapping[str, Any]], *, districts: Sequence[str] | None,
+                     context: AssetExecutionContext | None) -> Iterator[DbtEvent]:
+    for event in events:
+        node = _node_for_event(event, nodes_by_id)
+        if node is None:
+            yield event
+            continue
+        metadata, counts = row_count_metadata(conn, node, districts)
+        if isinstance(event, Output):
+            assert context is not None
+            key = context.asset_key_for_output(event.output_name)
+            for code, count in counts.items():
+                context.add_asset_metadata(district_metadata(count), asset_key=key, partition_key=code)
+            yield event.with_metadata({**event.metadata, **metadata})
+        elif isinstance(event, AssetMaterialization) and is_district_model(node) and districts:
+            for code in districts:
+                own = district_metadata(counts[code]) if code in counts else {}
+                yield AssetMaterialization(asset_key=event.asset_key, partition=code,
+                                           metadata={**event.metadata, **metadata, **own})
+        elif isinstance(event, AssetMaterialization):
+            yield event.with_metadata({**event.metadata, **metadata})
+        else:
+            yield event
+
+
+def dbt_build_events(dbt: AttendanceDbtCliResource, args: list[str], *, holder: str, log: Any,
+            districts: Sequence[str] | None, context: AssetExecutionContext | None) -> Iterator[DbtEvent]:
+    """One dbt invocation under the writer lock, streaming Dagster events with row counts."""
+    with state_writer_lock(holder, log=log.info):
+        if context is not None:
+            invocation = dbt.cli(args, context=context)
+        else:
+            invocation = dbt.cli(args, manifest=manifest(), dagster_dbt_translator=translator())
+        yield from stream_with_row_counts(invocation.stream(), districts=districts, context=context)
+    # Each invocation writes its artifacts (a manifest copy, logs) to its own target folder; keep only
+    # those of failed runs, which the error message points to.
+    shutil.rmtree(invocation.target_path, ignore_errors=True)
+
+
+def _holder(context: AssetExecutionContext) -> str:
+    return f"run {context.run.run_id[:8]} step {context.op_execution_context.op.name}"
+
+
+def build_dbt_assets(partitions: PartitionsDefinition) -> list[AssetsDefinition]:
+    """The district-partitioned models, and (when there are any) the statewide ones."""
+    project = dbt_project()
+    dbt_manifest = manifest()
+
+    @dbt_assets(manifest=dbt_manifest, project=project, select=DISTRICT_SELECT, partitions_def=partitions,
+                backfill_policy=BackfillPolicy.single_run(), dagster_dbt_translator=translator(),
+                pool=WRITER_POOL, name="district_models")
+    def district_models(context: AssetExecutionContext, dbt: AttendanceDbtCliResource,
+                        config: DbtBuildConfig) -> Iterator[DbtEvent]:
+        districts = sorted(context.partition_keys)
+        context.log.info(f"dbt build for district(s) {', '.join(districts)}")
+        args = dbt_build_args(districts=districts, as_of_date=config.as_of_date, full_refresh=config.full_refresh)
+        yield from dbt_build_events(dbt, args, holder=_holder(context), log=context.log, districts=districts,
+                           context=context)
+
+    assets = [district_models]
+    statewide = [node for node in model_nodes(dbt_manifest).values() if not is_district_model(node)]
+    if statewide:
+
+        @dbt_assets(manifest=dbt_manifest, project=project, exclude=DISTRICT_SELECT,
+                    backfill_policy=BackfillPolicy.single_run(), dagster_dbt_translator=translator(),
+                    pool=WRITER_POOL, name="statewide_models")
+        def statewide_models(context: AssetExecutionContext, dbt: AttendanceDbtCliResource,
+                             config: DbtBuildConfig) -> Iterator[DbtEvent]:
+            args = dbt_build_args(as_of_date=config.as_of_date, full_refresh=config.full_refresh)
+            yield from dbt_build_events(dbt, args, holder=_holder(context), log=context.log, districts=None,
+                               context=context)
+
+        assets.append(statewide_models)
+    return assets

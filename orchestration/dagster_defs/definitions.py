@@ -1,0 +1,57 @@
+"""The Dagster definitions: assembled here, built in the other modules of this package.
+
+Load with `dagster dev -m orchestration.dagster_defs.definitions` (what `attendance-sync ui` runs) or
+`dagster definitions validate -m orchestration.dagster_defs.definitions`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from dagster import Definitions, in_process_executor
+
+from orchestration.dagster_defs.dbt_assets import build_dbt_assets
+from orchestration.dagster_defs.jobs import asset_jobs, op_jobs
+from orchestration.dagster_defs.landing_assets import build_landing_assets
+from orchestration.dagster_defs.partitions import district_partitions
+from orchestration.dagster_defs.project import ensure_manifest
+from orchestration.dagster_defs.resources import dbt_resource
+from orchestration.dagster_defs.schedules import build_schedules
+from orchestration.dagster_defs.sync_status import (
+    build_sync_status_asset,
+    build_sync_status_sensor,
+    sync_status_job,
+)
+from orchestration.settings import registry_path
+
+
+def build_definitions() -> Definitions:
+    ensure_manifest()
+    partitions = district_partitions()
+    jobs = asset_jobs()
+    status_job = sync_status_job()
+    return Definitions(
+        assets=[build_landing_assets(partitions), *build_dbt_assets(partitions), build_sync_status_asset()],
+        jobs=[*jobs, *op_jobs(), status_job],
+        schedules=build_schedules({j.name: j for j in jobs}, partitions),
+        sensors=[build_sync_status_sensor(status_job)],
+        resources={"dbt": dbt_resource()},
+        # Steps run one after another anyway (landing, then dbt); one process per run saves the
+        # start-up of a process per step.
+        executor=in_process_executor,
+    )
+
+
+@functools.cache
+def _definitions_for(registry: str, registry_mtime: float, manifest_mtime: float) -> Definitions:
+    return build_definitions()
+
+
+def current_definitions() -> Definitions:
+    """The definitions for the registry and manifest as they are now (rebuilt when either changed)."""
+    registry = registry_path()
+    manifest = ensure_manifest()
+    return _definitions_for(str(registry), registry.stat().st_mtime, manifest.stat().st_mtime)
+
+
+defs = current_definitions()

@@ -1,0 +1,139 @@
+"""The landing loads as assets: one asset per landing table, partitioned by district.
+
+A district's load copies all its tables in one transaction (orchestration/landing_load.py), so one
+multi-asset computes them together; its asset keys are the keys dagster-dbt gives the dbt sources of
+schema `landing`, which makes the landing tables the upstream of the staging models. Materializing a
+subset of the tables (e.g. "materialize with upstream" of a model that reads only some of them) still
+loads every table of the selected districts, and the tables outside the selection are recorded as
+materialized too, because they were.
+
+Each table's partition records what the load did to it for that district (inserted, updated, deleted,
+unchanged), its live row count and the load's batch id. A district whose load fails leaves its landing
+as it was; the step then fails after recording the districts that did load.
+"""
+
+# No `from __future__ import annotations`: Dagster reads the op signatures' types at runtime.
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetMaterialization,
+    AssetsDefinition,
+    AssetSpec,
+    BackfillPolicy,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    PartitionsDefinition,
+    multi_asset,
+)
+
+from orchestration.dagster_defs.dbt_assets import WRITER_POOL
+from orchestration.dagster_defs.project import manifest
+from orchestration.district_tables import TABLES
+from orchestration.landing_load import DistrictLoadResult, load_districts
+from orchestration.registry import select_districts
+from orchestration.writer_lock import state_writer_lock
+
+LANDING_ASSET_NAME = "landing_load"
+# Bookkeeping the loader writes alongside the district tables (warehouse_setup.py).
+_BOOKKEEPING_TABLES = ("district", "load_batch", "load_log", "load_failure", "superseded_row")
+
+
+def landing_tables(dbt_manifest: Mapping[str, Any] | None = None) -> list[str]:
+    """Every landing table the loader writes: the district tables, then the bookkeeping dbt reads."""
+    names = [spec.name for spec in TABLES]
+    sources = (dbt_manifest or manifest())["sources"].values()
+    names += [s["name"] for s in sources if s.get("schema") == "landing" and s["name"] not in names]
+    return names
+
+
+def landing_key(table: str) -> AssetKey:
+    return AssetKey(["landing", table])
+
+
+def _describe(table: str) -> str:
+    if table in {spec.name for spec in TABLES}:
+        return f"landing.{table}: each district's current `{table}` rows, one PostgreSQL partition per district."
+    return f"landing.{table}: load bookkeeping written by every district load."
+
+
+def district_table_metadata(results: Sequence[DistrictLoadResult], table: str) -> dict[str, dict[str, Any]]:
+    """Per loaded district: what its load did to `table`, and its live rows after it (every source row
+    is inserted, updated or unchanged; deleted ones are only flagged)."""
+    metadata: dict[str, dict[str, Any]] = {}
+    for result in results:
+        entry: dict[str, Any] = {"batch_id": MetadataValue.int(result.batch_id or 0),
+                                 "load_seconds": MetadataValue.float(round(result.duration_s, 2))}
+        stats = next((t for t in result.tables if t.table == table), None)
+        if stats is not None:
+            live = stats.inserted + stats.updated + stats.unchanged
+            entry.update({"inserted": MetadataValue.int(stats.inserted), "updated": MetadataValue.int(stats.updated),
+                          "deleted": MetadataValue.int(stats.deleted),
+                          "unchanged": MetadataValue.int(stats.unchanged),
+                          "district_rows": MetadataValue.int(live), "dagster/row_count": MetadataValue.int(live)})
+        metadata[result.district_code] = entry
+    return metadata
+
+
+def load_landing(codes: Sequence[str], *, holder: str, log: Any) -> list[DistrictLoadResult]:
+    """Load the districts (under the writer lock) and log one line per district."""
+    districts = select_districts(list(codes))
+    with state_writer_lock(holder, log=log.info):
+        results = load_districts(districts)
+    for result in results:
+        (log.info if result.ok else log.error)(result.describe())
+    return results
+
+
+def failure_for(results: Sequence[DistrictLoadResult]) -> Failure | None:
+    failed = [r for r in results if not r.ok]
+    if not failed:
+        return None
+    return Failure(
+        description=f"landing load failed for {len(failed)} district(s); their landing is unchanged: "
+        + "; ".join(f"{r.district_code}: {r.error}" for r in failed),
+        metadata={"failed_districts": MetadataValue.json({r.district_code: r.error for r in failed})})
+
+
+def partition_materializations(results: Sequence[DistrictLoadResult],
+                               tables: Sequence[str]) -> Iterator[AssetMaterialization]:
+    """One materialization per table and successfully loaded district (used by op jobs and on failure)."""
+    loaded = [r for r in results if r.ok]
+    for table in tables:
+        for code, metadata in district_table_metadata(loaded, table).items():
+            yield AssetMaterialization(asset_key=landing_key(table), partition=code, metadata=metadata)
+
+
+def _holder(context: AssetExecutionContext) -> str:
+    return f"run {context.run.run_id[:8]} step {context.op_execution_context.op.name}"
+
+
+def build_landing_assets(partitions: PartitionsDefinition) -> AssetsDefinition:
+    tables = landing_tables()
+    specs = [AssetSpec(landing_key(t), group_name="landing", description=_describe(t), kinds={"postgres"},
+                       skippable=True) for t in tables]
+
+    @multi_asset(specs=specs, name=LANDING_ASSET_NAME, partitions_def=partitions, can_subset=True,
+                 backfill_policy=BackfillPolicy.single_run(), pool=WRITER_POOL)
+    def landing_load(context: AssetExecutionContext) -> Iterator[MaterializeResult | AssetMaterialization]:
+        codes = sorted(context.partition_keys)
+        results = load_landing(codes, holder=_holder(context), log=context.log)
+        failure = failure_for(results)
+        if failure is not None:
+            yield from partition_materializations(results, tables)
+            raise failure
+        for table in tables:
+            key = landing_key(table)
+            per_district = district_table_metadata(results, table)
+            if key not in context.selected_asset_keys:
+                for code, metadata in per_district.items():
+                    yield AssetMaterialization(asset_key=key, partition=code, metadata=metadata)
+                continue
+            for code, metadata in per_district.items():
+                context.add_asset_metadata(metadata, asset_key=key, partition_key=code)
+            yield MaterializeResult(asset_key=key, metadata={"districts": MetadataValue.text(", ".join(codes))})
+
+    return landing_load

@@ -1,0 +1,74 @@
+"""Resources: the dbt CLI, pointed at the same PostgreSQL the Python code uses.
+
+dagster-dbt starts dbt with a copy of this process's environment. The connection settings of the
+Python code (`database.connection_settings()`, embedded server by default) reach dbt as PG* variables,
+which profiles/profiles.yml reads. They are placed in the environment only while the dbt process is
+being started: PG* in this process's own environment would switch the Python code to "external server"
+mode for good.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from functools import cached_property
+from typing import Any
+
+from dagster_dbt import DbtCliInvocation, DbtCliResource
+from packaging import version
+
+from orchestration import database
+from orchestration.dagster_defs.project import dbt_executable, dbt_project
+
+_environment_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def dbt_connection_environment() -> Iterator[dict[str, str]]:
+    """Temporarily export the PG* settings of the state database (and start the embedded server)."""
+    settings = database.ensure_server()
+    variables = {**settings.pg_environment(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+                 # A test runs only when every model it reads is selected: a relationship test of a
+                 # report must not run (and fail) in a build of the state models alone. dagster-dbt
+                 # still overrides this when it selects individual asset checks.
+                 "DBT_INDIRECT_SELECTION": os.environ.get("DBT_INDIRECT_SELECTION", "cautious")}
+    with _environment_lock:
+        saved = {name: os.environ.get(name) for name in variables}
+        os.environ.update(variables)
+        try:
+            yield variables
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+class AttendanceDbtCliResource(DbtCliResource):
+    """DbtCliResource whose dbt processes connect to the project's state database.
+
+    Two start-up costs of every invocation are skipped, because this project uses neither: the
+    in-process dbt adapter (only for dagster-dbt's fetch_row_counts/fetch_column_metadata; row counts
+    per district are queried directly, see dbt_assets.py) and a `dbt --version` subprocess (the
+    installed dbt-core is the one in this environment).
+    """
+
+    def cli(self, args: Sequence[str], **kwargs: Any) -> DbtCliInvocation:
+        with dbt_connection_environment():
+            return super().cli(args, **kwargs)
+
+    def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> Any:
+        return None
+
+    @cached_property
+    def _cli_version(self) -> version.Version:
+        from dbt.version import __version__
+
+        return version.parse(__version__)
+
+
+def dbt_resource() -> AttendanceDbtCliResource:
+    return AttendanceDbtCliResource(project_dir=dbt_project(), dbt_executable=dbt_executable())

@@ -1,0 +1,226 @@
+"""Jobs, schedules, the writer lock and sync status, run in-process against the embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dagster import AssetKey, DagsterEventType, DagsterInstance, build_schedule_context
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from orchestration.dagster_defs.dbt_assets import AGGREGATION_MODEL, dbt_build_args, model_nodes
+from orchestration.registry import District
+from tests.test_dagster_assets import (
+    CODES,
+    DagsterEnv,
+    built_at,
+    dagster_env_for,
+    landing_batches,
+    last_names,
+    rename_people,
+)
+
+
+@pytest.fixture(scope="module")
+def dagster_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterEnv]:
+    with dagster_env_for(tmp_path_factory.mktemp("dagster_jobs")) as env:
+        yield env
+
+
+def test_dbt_build_args() -> None:
+    assert dbt_build_args() == ["build"]
+    assert dbt_build_args(select=["+attendance"], districts=["D03", "D01"], as_of_date="2026-09-02",
+                          full_refresh=True) == [
+        "build", "--select", "+attendance", "--vars", json.dumps({"districts": ["D01", "D03"],
+                                                                  "as_of_date": "2026-09-02"}), "--full-refresh"]
+
+
+def test_schedules_request_one_run_over_every_district(dagster_env: DagsterEnv) -> None:
+    from orchestration.dagster_defs.jobs import NIGHTLY, WEEKLY_RESYNC
+
+    for name in (WEEKLY_RESYNC, NIGHTLY):
+        schedule = dagster_env.defs.get_schedule_def(name)
+        assert schedule.default_status.value == "RUNNING"
+        requests = schedule.evaluate_tick(build_schedule_context(instance=dagster_env.instance)).run_requests
+        assert requests is not None and len(requests) == 1
+        tags = requests[0].tags
+        assert (tags[ASSET_PARTITION_RANGE_START_TAG], tags[ASSET_PARTITION_RANGE_END_TAG]) == (CODES[0], CODES[-1])
+        job = dagster_env.defs.get_job_def(name)
+        assert job.partitions_def is not None and job.partitions_def.get_partition_keys() == list(CODES)
+
+
+def test_weekly_resync_job_runs_every_district_in_one_run(dagster_env: DagsterEnv) -> None:
+    from orchestration.dagster_defs.jobs import WEEKLY_RESYNC
+
+    before = built_at("attendance")
+    rename_people(dagster_env, CODES, "-weekly")
+    schedule = dagster_env.defs.get_schedule_def(WEEKLY_RESYNC)
+    request = schedule.evaluate_tick(build_schedule_context(instance=dagster_env.instance)).run_requests[0]  # type: ignore[index]
+    result = dagster_env.defs.get_job_def(WEEKLY_RESYNC).execute_in_process(
+        instance=dagster_env.instance, tags=request.tags, raise_on_error=False)
+    assert result.success
+    after = built_at("attendance")
+    for code in CODES:
+        assert after[code] > before[code]
+        assert all(name.endswith("-weekly") for name in last_names(code))
+
+
+def _launch_resync(codes: list[str], objects: list[str], check_dependencies: bool) -> int:
+    from orchestration.dagster_launch import launch_resync
+
+    return launch_resync(codes, objects, check_dependencies)
+
+
+def test_resync_job_with_and_without_check_dependencies(dagster_env: DagsterEnv) -> None:
+    started = time.time()
+    person_before, attendance_before = built_at("person"), built_at("attendance")
+    batches_before = landing_batches()
+    # Non-contiguous districts still make one run: the op job takes any list.
+    assert _launch_resync(["D01", "D04"], ["attendance"], False) == 0
+    person_mid, attendance_mid = built_at("person"), built_at("attendance")
+    batches_mid = landing_batches()
+    for code in ("D01", "D04"):
+        assert attendance_mid[code] > attendance_before[code]
+        assert person_mid[code] == person_before[code], "no parent rebuilt without Check Dependencies"
+        assert batches_mid[code] > batches_before[code], "a resync reloads the district's landing"
+    for code in ("D02", "D03"):
+        assert attendance_mid[code] == attendance_before[code] and batches_mid[code] == batches_before[code]
+
+    assert _launch_resync(["D04", "D01"], ["attendance"], True) == 0
+    person_after = built_at("person")
+    for code in ("D01", "D04"):
+        assert person_after[code] > person_mid[code], "Check Dependencies rebuilds the parents"
+    assert person_after["D02"] == person_before["D02"]
+
+    resyncs = [r.dagster_run for r in dagster_env.instance.get_run_records()
+               if r.dagster_run.job_name == "resync_state_data" and r.create_timestamp.timestamp() > started]
+    assert len(resyncs) == 2 and all(r.is_success for r in resyncs)
+    # Materializations of the op job land on the asset's district partitions.
+    records = dagster_env.instance.fetch_materializations(AssetKey(["state", "attendance"]), limit=100).records
+    assert {"D01", "D04"} <= {r.partition_key for r in records if r.run_id == resyncs[0].run_id}
+
+
+def test_resync_refuses_unknown_district_or_object(dagster_env: DagsterEnv, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _launch_resync(["D09"], ["attendance"], False) == 2
+    assert "D09" in capsys.readouterr().err
+    assert _launch_resync(["D01"], ["no_such_model"], False) == 2
+    assert "no_such_model" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(AGGREGATION_MODEL not in model_nodes(), reason="att_day_aggregation is not in the dbt project yet")
+def test_refresh_job_recomputes_the_aggregation(dagster_env: DagsterEnv) -> None:
+    from orchestration import database
+    from orchestration.dagster_launch import launch_refresh_aggregation
+
+    with database.connect(autocommit=True) as conn:
+        # Corrupt one district's aggregation behind dbt's back: only a full recompute repairs it.
+        conn.execute("update state.att_day_aggregation set absent_minutes = -1 where district_code = 'D02'")
+    assert launch_refresh_aggregation(["D02"]) == 0
+    with database.connect(autocommit=True) as conn:
+        broken = conn.execute("select count(*) from state.att_day_aggregation where absent_minutes < 0").fetchone()
+    assert broken == (0,)
+
+
+def test_writer_lock_makes_a_second_run_wait(dagster_env: DagsterEnv) -> None:
+    """A run that needs the writer lock waits while another writer holds it, then completes."""
+    from orchestration.writer_lock import state_writer_lock
+
+    outcome: dict[str, Any] = {}
+
+    def resync() -> None:
+        outcome["code"] = _launch_resync(["D02"], ["person"], False)
+        outcome["finished"] = time.monotonic()
+
+    with state_writer_lock("test holder", log=lambda _: None):
+        worker = threading.Thread(target=resync)
+        worker.start()
+        time.sleep(8)
+        assert worker.is_alive(), "the run must wait for the writer lock"
+        released = time.monotonic()
+    worker.join(timeout=300)
+    assert outcome["code"] == 0 and outcome["finished"] > released
+
+
+_CONCURRENT_SCRIPT = """
+import sys
+from orchestration.dagster_launch import launch_resync
+sys.exit(launch_resync(["D03"], ["person"], True))
+"""
+
+
+def test_two_concurrent_requests_for_the_same_district_serialize(dagster_env: DagsterEnv) -> None:
+    """Two resync processes for D03 at once: both succeed, their writing steps never overlap."""
+    started = time.time()
+    processes = [subprocess.Popen([sys.executable, "-c", _CONCURRENT_SCRIPT], stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT) for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[0].decode() for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], "\n".join(outputs)
+    with DagsterInstance.get() as instance:
+        runs = [r.dagster_run for r in instance.get_run_records()
+                if r.dagster_run.job_name == "resync_state_data" and r.create_timestamp.timestamp() > started]
+        assert len(runs) == 2
+        intervals = []
+        for run in runs:
+            starts = {e.step_key: e.timestamp for e in instance.all_logs(run.run_id, DagsterEventType.STEP_START)}
+            ends = {e.step_key: e.timestamp for e in instance.all_logs(run.run_id, DagsterEventType.STEP_SUCCESS)}
+            intervals += [(starts[step], ends[step], run.run_id) for step in starts]
+    intervals.sort()
+    for (_start_a, end_a, run_a), (start_b, _end_b, run_b) in itertools.pairwise(intervals):
+        if run_a != run_b:
+            assert start_b >= end_a, "writing steps of two runs overlapped"
+
+
+def test_sync_status_rows_and_asset(dagster_env: DagsterEnv) -> None:
+    from orchestration.dagster_defs.sync_status import SYNC_STATUS_KEY, format_table, sync_status_rows
+
+    rows = sync_status_rows()
+    assert [r["district"] for r in rows] == list(CODES)
+    for row in rows:
+        assert row["last_load"] is not None and row["last_build"] is not None and row["models_built"] > 0
+        assert row["stale_for"] is not None and not row["stale"]
+    assert "D04" in format_table(rows)
+    # A load that not every model has read yet shows as models behind.
+    assert _launch_resync(["D01"], ["person"], False) == 0
+    assert next(r for r in sync_status_rows() if r["district"] == "D01")["models_behind"] > 0
+
+    result = dagster_env.defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=dagster_env.instance, asset_selection=[SYNC_STATUS_KEY])
+    assert result.success
+    checks = [e for e in result.all_events if e.event_type == DagsterEventType.ASSET_CHECK_EVALUATION]
+    assert checks and checks[0].asset_check_evaluation_data.passed
+
+
+def test_definitions_validate_cli(dagster_env: DagsterEnv) -> None:
+    """`dagster definitions validate` loads the code location the way the webserver does."""
+    dagster = Path(sys.executable).parent / "dagster"
+    result = subprocess.run([str(dagster), "definitions", "validate", "-m", "orchestration.dagster_defs.definitions"],
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Validation successful" in result.stdout + result.stderr
+
+
+def test_failed_district_load_fails_the_run_and_keeps_the_others(dagster_env: DagsterEnv,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from orchestration.registry import DistrictSource, write_registry
+    from orchestration.settings import registry_path
+
+    broken = District(code="D05", name="District D05", source=DistrictSource("database", database="no_such_db_d05"))
+    original = registry_path().read_text()
+    write_registry(registry_path(), [*dagster_env.districts.values(), broken])
+    try:
+        before = landing_batches()
+        assert _launch_resync(["D01", "D05"], ["person"], False) == 1
+        assert "D05" in capsys.readouterr().err
+        after = landing_batches()
+        assert after["D01"] > before["D01"], "the healthy district still loaded"
+        assert "D05" not in after
+    finally:
+        registry_path().write_text(original)
