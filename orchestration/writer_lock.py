@@ -22,6 +22,8 @@ from orchestration import database
 
 LOCK_NAME = "attendance_sync:state_writer"
 APPLICATION_PREFIX = "attendance-sync writer: "
+HOLDING = "holding the state writer lock"
+RELEASING = "releasing the state writer lock"
 
 
 def _holders(conn: psycopg.Connection) -> list[str]:
@@ -48,12 +50,14 @@ def state_writer_lock(holder: str, log: Callable[[str], None] = print) -> Iterat
             log(f"waiting for the state writer lock held by {holders}")
             conn.execute("select pg_advisory_lock(hashtext(%s))", (LOCK_NAME,))
         waited = time.perf_counter() - started
-        if waited > 0.5:
-            log(f"got the state writer lock after {waited:.1f}s")
+        # Logged after taking and before giving up the lock, so that logged intervals of two holders never
+        # overlap even though the log records are written a moment apart from the lock calls.
+        log(f"{HOLDING} (waited {waited:.1f}s)")
         try:
             yield waited
         finally:
             if not conn.closed:
+                log(RELEASING)
                 conn.execute("select pg_advisory_unlock(hashtext(%s))", (LOCK_NAME,))
     finally:
         conn.close()

@@ -158,6 +158,8 @@ sys.exit(launch_resync(["D03"], ["person"], True))
 
 def test_two_concurrent_requests_for_the_same_district_serialize(dagster_env: DagsterEnv) -> None:
     """Two resync processes for D03 at once: both succeed, their writing steps never overlap."""
+    from orchestration.writer_lock import HOLDING, RELEASING
+
     started = time.time()
     processes = [subprocess.Popen([sys.executable, "-c", _CONCURRENT_SCRIPT], stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT) for _ in range(2)]
@@ -169,9 +171,15 @@ def test_two_concurrent_requests_for_the_same_district_serialize(dagster_env: Da
         assert len(runs) == 2
         intervals = []
         for run in runs:
-            starts = {e.step_key: e.timestamp for e in instance.all_logs(run.run_id, DagsterEventType.STEP_START)}
-            ends = {e.step_key: e.timestamp for e in instance.all_logs(run.run_id, DagsterEventType.STEP_SUCCESS)}
-            intervals += [(starts[step], ends[step], run.run_id) for step in starts]
+            # The writer lock logs after taking it and before releasing it, so these bracket the writes.
+            taken: dict[str | None, float] = {}
+            for entry in instance.all_logs(run.run_id):
+                if entry.user_message.startswith(HOLDING):
+                    taken[entry.step_key] = entry.timestamp
+                elif entry.user_message.startswith(RELEASING):
+                    intervals.append((taken.pop(entry.step_key), entry.timestamp, run.run_id))
+            assert not taken, "a step took the writer lock and never released it"
+    assert {run_id for _, _, run_id in intervals} == {run.run_id for run in runs}
     intervals.sort()
     for (_start_a, end_a, run_a), (start_b, _end_b, run_b) in itertools.pairwise(intervals):
         if run_a != run_b:
