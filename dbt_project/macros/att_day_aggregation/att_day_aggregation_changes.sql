@@ -26,9 +26,9 @@
           attendance row                    -> its student-day, before and after the change
           attendance_excuse row             -> the student-days of attendance rows using that code
           enrollment row                    -> its student's calendar, before and after
-          calendar, day row                 -> its calendar, before and after
-          period, period_schedule row       -> every calendar with a day on that schedule, and the
-                                               schedule's own calendar
+          calendar row                      -> the whole calendar
+          day row                           -> that calendar date, before and after
+          period, period_schedule row       -> every calendar date whose day follows that schedule
           as-of date moved forward          -> the new days, for every enrolled student
           as-of date moved back             -> the rows past the new as-of date
 -#}
@@ -173,7 +173,7 @@
         from pg_temp.att_day_aggregation__superseded
         where table_name = 'enrollment';
 
-        -- Calendars, days, periods and period schedules changed in the window: whole calendars.
+        -- Periods and period schedules changed in the window: their schedules, now and before.
         drop table if exists pg_temp.att_day_aggregation__changed_schedules;
         create temporary table att_day_aggregation__changed_schedules on commit drop as
         select period.district_code, period.period_schedule_id
@@ -190,30 +190,28 @@
             {{- att_day_aggregation_landing_changes('period_schedule', 'period_schedule_id', windows) | indent(4) }}
         ) as schedule;
 
+        -- Calendars changed in the window (thresholds): whole calendars.
         drop table if exists pg_temp.att_day_aggregation__changed_calendars;
         create temporary table att_day_aggregation__changed_calendars on commit drop as
         select calendar.district_code, calendar.calendar_id
         from (
             {{- att_day_aggregation_landing_changes('calendar', 'calendar_id', windows) | indent(4) }}
-        ) as calendar
-        union
-        select day.district_code, day.calendar_id
+        ) as calendar;
+
+        -- Days changed in the window, now and before, and every day on a changed period schedule: those
+        -- calendar dates, for every student.
+        drop table if exists pg_temp.att_day_aggregation__changed_dates;
+        create temporary table att_day_aggregation__changed_dates on commit drop as
+        select day.district_code, day.calendar_id, day.date
         from (
-            {{- att_day_aggregation_landing_changes('day', 'calendar_id', windows) | indent(4) }}
+            {{- att_day_aggregation_landing_changes('day', 'calendar_id, date', windows) | indent(4) }}
         ) as day
         union
-        select district_code, (old_row ->> 'calendar_id')::integer
+        select district_code, (old_row ->> 'calendar_id')::integer, (old_row ->> 'date')::date
         from pg_temp.att_day_aggregation__superseded
-        where table_name in ('day', 'period_schedule')
+        where table_name = 'day'
         union
-        select schedule.district_code, schedule.calendar_id
-        from landing.period_schedule as schedule
-        where schedule.{{ district_filter('district_code', codes) }}
-            and (schedule.district_code, schedule.period_schedule_id) in (
-                select district_code, period_schedule_id from pg_temp.att_day_aggregation__changed_schedules
-            )
-        union
-        select day.district_code, day.calendar_id
+        select day.district_code, day.calendar_id, day.date
         from {{ ref('day') }} as day
         where day.{{ district_filter('district_code', codes) }}
             and (day.district_code, day.period_schedule_id) in (
@@ -224,6 +222,7 @@
         analyze pg_temp.att_day_aggregation__changed_excuses;
         analyze pg_temp.att_day_aggregation__changed_students;
         analyze pg_temp.att_day_aggregation__changed_calendars;
+        analyze pg_temp.att_day_aggregation__changed_dates;
     {%- endcall -%}
 
     {%- if run_query('select 1 from pg_temp.att_day_aggregation__changed_excuses limit 1').rows | length > 0 -%}
@@ -287,6 +286,20 @@
             join pg_temp.att_day_aggregation__changed_calendars as changed
                 on changed.district_code = enrolled_days.district_code
                 and changed.calendar_id = enrolled_days.calendar_id
+            union all
+            select existing.district_code, existing.person_id, existing.calendar_id, existing.date
+            from {{ target_relation }} as existing
+            join pg_temp.att_day_aggregation__changed_dates as changed
+                on changed.district_code = existing.district_code
+                and changed.calendar_id = existing.calendar_id
+                and changed.date = existing.date
+            union all
+            select enrolled_days.*
+            from enrolled_days
+            join pg_temp.att_day_aggregation__changed_dates as changed
+                on changed.district_code = enrolled_days.district_code
+                and changed.calendar_id = enrolled_days.calendar_id
+                and changed.date = enrolled_days.date
             {%- for window in forward %}
             union all
             -- {{ window.district_code }}: the days the as-of date reached since the last run

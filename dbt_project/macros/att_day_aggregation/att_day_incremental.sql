@@ -10,8 +10,9 @@
                           built, see att_day_aggregation_plan): the model's SQL for those districts is
                           inserted into fresh partitions of a staging table, indexed, and swapped in for
                           the district's old partition. Other districts' partitions are never touched.
-                          A --full-refresh of every district (no `districts` var) replaces the whole table,
-                          which also picks up a changed column list.
+                          Only a table of another shape (missing, not partitioned, other columns than the
+                          model's) is replaced whole; districts outside the selection then come back with
+                          their next run (they have no partition, so it rebuilds them).
       or updates it       the keys of what changed since the district's last build are collected in
                           pg_temp.att_day_aggregation__scope (att_day_aggregation_build_scope), their rows
                           deleted, and the model's SQL restricted to that scope inserted.
@@ -181,8 +182,12 @@
             alter column calendar_id set not null,
             alter column date set not null;
         {%- for code in districts %}
-        create table {{ staging.schema }}.{{ att_day_aggregation_partition_name(target_relation, code, staging=true) }}
-            partition of {{ staging }} for values in ('{{ code }}');
+        {%- set new_name = att_day_aggregation_partition_name(target_relation, code, staging=true) %}
+        create table {{ staging.schema }}.{{ new_name }} partition of {{ staging }} for values in ('{{ code }}');
+        -- Checked row by row while empty, it spares the scan when the partition is attached to the table.
+        alter table {{ staging.schema }}.{{ new_name }}
+            add constraint {{ att_day_aggregation_partition_name(target_relation, code) }}_district
+            check (district_code = '{{ code }}');
         {%- endfor %}
     {%- endcall -%}
 

@@ -39,6 +39,9 @@ day as not materialized (
         and instruction
         and attendance
         and date <= {{ as_of_date() }}
+    {%- if scope %}
+        and (district_code, calendar_id, date) in (select district_code, calendar_id, date from scope)
+    {%- endif %}
 ),
 
 instructional_period as not materialized (
@@ -54,6 +57,9 @@ enrollment as (
     where {{ district_filter('district_code', districts) }}
         and service_type in ('P', 'S')
         and not no_show
+    {%- if scope %}
+        and (district_code, person_id, calendar_id) in (select district_code, person_id, calendar_id from scope)
+    {%- endif %}
 ),
 
 -- Minutes of each attendance day: its schedule's instructional periods (days without one drop out).
@@ -110,10 +116,13 @@ attendance as {{ 'materialized ' if scope }}(
         district_code, attendance_id, person_id, calendar_id, period_id, date, status, excuse, excuse_id,
         present_minutes, modified_date
     from {{ ref('attendance') }}
-    where {{ district_filter('district_code', districts) }}
-        and date <= {{ as_of_date() }}
+    where date <= {{ as_of_date() }}
     {%- if scope %}
-        and (district_code, person_id, calendar_id, date) in (select * from scope)
+        -- Only the scope's student-days (so only its districts): `not (... not in ...)` makes this one
+        -- hashed lookup per row, cheaper over the whole table than the semi-join `in` would become.
+        and not ((district_code, person_id, calendar_id, date) not in (select * from scope))
+    {%- else %}
+        and {{ district_filter('district_code', districts) }}
     {%- endif %}
 ),
 

@@ -1,0 +1,159 @@
+"""att_day_aggregation on a real PostgreSQL with the real dbt project: its unit tests (every aggregation
+rule, hand-computed rows, in models/state/att_day_aggregation.yml), the reference statement of the
+benchmark against the model, the data tests, the partitioned layout and what a run records, the
+Attendance Aggregation Refresh of selected districts, and atomicity of a failing run.
+
+Incremental runs against full recomputes: tests/test_incremental_equals_full.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from orchestration import database, dbt_runner
+from orchestration.warehouse_setup import ensure_warehouse
+from tests.conftest import unique_name
+from tests.test_incremental_equals_full import REFERENCE_SQL, Warehouse, load, school_days, small_district
+
+CODES = ("D01", "D02", "D03")
+AS_OF = school_days()[9]
+
+
+@pytest.fixture(scope="module")
+def warehouse() -> Iterator[Warehouse]:
+    """Three small districts loaded and every state model built (the aggregation from scratch)."""
+    name = unique_name("test_att_day_model")
+    server = database.ensure_server()
+    database.ensure_database(name, server)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ATTENDANCE_STATE_DATABASE", name)
+        with database.connect() as conn:
+            ensure_warehouse(conn)
+            conn.commit()
+            warehouse = Warehouse(name, conn)
+            warehouse.register(*CODES)
+            for number, code in enumerate(CODES):
+                load(conn, small_district(code, seed=100 + number, students=12))
+            warehouse.dbt("run", "--select", "staging", "state", as_of=AS_OF)
+            yield warehouse
+    database.drop_database(name, server)
+
+
+def checksum(conn: psycopg.Connection, code: str) -> str:
+    row = conn.execute("select count(*) || ':' || md5(coalesce(string_agg(t::text, '|' order by t::text), '')) "
+                       "from state.att_day_aggregation t where district_code = %s", (code,)).fetchone()
+    conn.commit()
+    assert row is not None
+    return str(row[0])
+
+
+def partitions(conn: psycopg.Connection) -> dict[str, int]:
+    """Partition name -> oid."""
+    rows = conn.execute("select c.relname, c.oid::integer from pg_inherits i join pg_class c on c.oid = i.inhrelid "
+                        "where i.inhparent = 'state.att_day_aggregation'::regclass").fetchall()
+    conn.commit()
+    return dict(rows)
+
+
+def test_unit_tests_cover_every_rule(warehouse: Warehouse) -> None:
+    result = warehouse.dbt("test", "--select", "att_day_aggregation,test_type:unit", as_of=AS_OF)
+    passed = {node.unique_id.rsplit(".", 1)[-1] for node in result.nodes if node.status == "pass"}
+    assert passed >= {
+        "att_day_aggregation_missed_minutes_by_status", "att_day_aggregation_excuse_codes",
+        "att_day_aggregation_duplicate_rows", "att_day_aggregation_cap_and_split",
+        "att_day_aggregation_day_thresholds", "att_day_aggregation_counted_days_and_periods",
+        "att_day_aggregation_enrollments"}, [node.unique_id for node in result.nodes]
+
+
+def test_reference_statement_equals_the_model(warehouse: Warehouse) -> None:
+    assert warehouse.differences(AS_OF) == (0, 0)
+    # The data exercises the rules, not only present days.
+    figures = warehouse.conn.execute(
+        "select count(*), count(distinct district_code), count(*) filter (where absent_days = 1.0), "
+        "count(*) filter (where absent_days = 0.5), count(excuse_id), sum(tardy_count), "
+        "count(*) filter (where unknown_absent_minutes > 0), count(*) filter (where excused_absent_minutes > 0) "
+        "from state.att_day_aggregation").fetchone()
+    warehouse.conn.commit()
+    assert figures is not None
+    rows, districts, whole, half, excuses, tardies, unknown, excused = figures
+    assert rows > 200 and districts == 3
+    assert min(whole, half, excuses, tardies, unknown, excused) > 0, figures
+    # Nothing past the as-of date, every row on an instructional attendance day with minutes.
+    assert warehouse.conn.execute(
+        "select count(*) from state.att_day_aggregation a left join state.day d using (district_code, calendar_id, "
+        "date) where a.date > %s or not d.instruction or not d.attendance or a.scheduled_minutes <= 0",
+        (AS_OF,)).fetchone() == (0,)
+    warehouse.conn.commit()
+
+
+def test_data_tests_pass(warehouse: Warehouse) -> None:
+    result = warehouse.dbt("test", "--select", "att_day_aggregation,test_type:data", as_of=AS_OF)
+    tests = {node.unique_id: node.status for node in result.nodes if node.unique_id.startswith("test.")}
+    assert len(tests) >= 10
+    assert set(tests.values()) == {"pass"}, tests
+
+
+def test_table_is_partitioned_by_district_and_records_its_horizon(warehouse: Warehouse) -> None:
+    conn = warehouse.conn
+    assert set(partitions(conn)) == {f"att_day_aggregation__{code.lower()}" for code in CODES}
+    indexes = conn.execute(
+        "select tablename, indexdef from pg_indexes where schemaname = 'state' "
+        "and tablename like 'att_day_aggregation__%%'").fetchall()
+    conn.commit()
+    assert len(indexes) == len(CODES)
+    assert all("UNIQUE" in definition and "(calendar_id, person_id, date)" in definition for _, definition in indexes)
+    horizons = dict(conn.execute(
+        "select district_code, min(landing_batch_id) from state.model_build "
+        "where model_name in ('calendar', 'day', 'period', 'period_schedule', 'enrollment', 'attendance_excuse', "
+        "'attendance') group by district_code").fetchall())
+    conn.commit()
+    assert warehouse.recorded() == {code: (horizons[code], AS_OF) for code in CODES}
+    # Read may query it (DOMAIN.md, "Tool rights").
+    grantees = conn.execute("select grantee from information_schema.role_table_grants where table_schema = 'state' "
+                            "and table_name = 'att_day_aggregation' and privilege_type = 'SELECT'").fetchall()
+    conn.commit()
+    assert ("attendance_read",) in grantees
+
+
+def test_refresh_of_selected_districts_leaves_the_others_untouched(warehouse: Warehouse) -> None:
+    conn = warehouse.conn
+    before = partitions(conn)
+    sums = {code: checksum(conn, code) for code in CODES}
+    warehouse.aggregate(AS_OF, districts=["D02"], full_refresh=True)
+    after = partitions(conn)
+    assert after["att_day_aggregation__d01"] == before["att_day_aggregation__d01"]
+    assert after["att_day_aggregation__d03"] == before["att_day_aggregation__d03"]
+    assert after["att_day_aggregation__d02"] != before["att_day_aggregation__d02"]  # rebuilt and swapped in
+    assert {code: checksum(conn, code) for code in CODES} == sums
+    assert warehouse.differences(AS_OF) == (0, 0)
+
+
+def test_a_failing_run_leaves_table_and_records_as_they_were(warehouse: Warehouse) -> None:
+    conn = warehouse.conn
+    sums = {code: checksum(conn, code) for code in CODES}
+    recorded = warehouse.recorded()
+    layout = partitions(conn)
+    # Two periods of ~2 billion minutes make scheduled_minutes overflow an integer mid-run.
+    conn.execute("update state.period set period_minutes = 2000000000 where district_code = 'D03'")
+    conn.commit()
+    try:
+        result = dbt_runner.run_dbt(["run", "--select", "att_day_aggregation"], as_of_date=AS_OF + dt.timedelta(1),
+                                    full_refresh=True)
+        assert not result.success
+        assert "out of range" in result.failure_message
+        assert {code: checksum(conn, code) for code in CODES} == sums
+        assert warehouse.recorded() == recorded
+        assert partitions(conn) == layout
+    finally:
+        warehouse.dbt("run", "--select", "period", as_of=AS_OF)
+    assert warehouse.differences(AS_OF) == (0, 0)
+
+
+def test_reference_matches_after_a_full_refresh_of_everything(warehouse: Warehouse) -> None:
+    warehouse.aggregate(AS_OF, full_refresh=True)
+    assert warehouse.differences(AS_OF) == (0, 0)
+    assert "%(as_of_date)s" in REFERENCE_SQL
