@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from orchestration import database
 from orchestration.district_tables import TABLES, create_table_sql
+from orchestration.registry import District
 
 SAMPLE_ROWS = """
 insert into school values (1, '101', 'North Elementary', 'S101'), (2, '201', 'Central High', 'S201');
@@ -55,3 +58,14 @@ def create_district_database(name: str, *, rows: bool = True, skip_tables: tuple
                 conn.execute(create_table_sql(spec, "public"))
         if rows:
             conn.execute(SAMPLE_ROWS)
+
+
+def query(district: District, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
+    """Rows of a statement run in a district's own database."""
+    assert district.source.database
+    with database.connect(district.source.database) as conn:
+        return conn.execute(statement, params).fetchall()
+
+
+def scalar(district: District, statement: str, params: Any = None) -> Any:
+    return query(district, statement, params)[0][0]

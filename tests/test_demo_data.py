@@ -6,7 +6,6 @@ import dataclasses
 import datetime as dt
 import os
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -16,6 +15,7 @@ from orchestration.demo_checks import integrity_problems, table_checksums
 from orchestration.demo_data import BIE_SIZE, DemoSize, DemoSummary, demo_registry, generate_demo, read_clock
 from orchestration.district_tables import TABLES
 from orchestration.registry import District, DistrictSource
+from tests.district_samples import query, scalar
 
 TODAY = dt.date(2026, 11, 28)  # a Saturday, the Thanksgiving weekend
 SIZE = DemoSize(districts=2, schools_per_district=4, students_per_district=500, today=TODAY, seed=7)
@@ -40,16 +40,6 @@ def demo() -> Iterator[tuple[list[District], DemoSummary]]:
     summary = generate_demo(districts, SIZE)
     yield districts, summary
     drop(districts)
-
-
-def query(district: District, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
-    assert district.source.database
-    with database.connect(district.source.database) as conn:
-        return conn.execute(statement, params).fetchall()
-
-
-def scalar(district: District, statement: str, params: Any = None) -> Any:
-    return query(district, statement, params)[0][0]
 
 
 def test_registry_names_match_the_checked_in_registry() -> None:

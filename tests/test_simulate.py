@@ -8,7 +8,6 @@ import os
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import pytest
 
@@ -17,6 +16,7 @@ from orchestration.demo_checks import integrity_problems, table_checksums
 from orchestration.demo_data import DemoDataError, DemoSize, demo_registry, generate_demo, read_clock
 from orchestration.registry import District, DistrictSource
 from orchestration.simulate import SimulationResult, run_simulation, simulate_days
+from tests.district_samples import query, scalar
 
 TODAY = dt.date(2026, 12, 4)  # a Friday
 SIZE = DemoSize(districts=2, schools_per_district=3, students_per_district=300, today=TODAY, seed=11)
@@ -34,16 +34,6 @@ def drop(districts: list[District]) -> None:
     for district in districts:
         assert district.source.database
         database.drop_database(district.source.database)
-
-
-def query(district: District, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
-    assert district.source.database
-    with database.connect(district.source.database) as conn:
-        return conn.execute(statement, params).fetchall()
-
-
-def scalar(district: District, statement: str, params: Any = None) -> Any:
-    return query(district, statement, params)[0][0]
 
 
 @dataclasses.dataclass
