@@ -222,10 +222,9 @@ class _DistrictLoad:
                 from None
         # One writer per district: a second load of the same district waits here for the first to commit.
         conn.execute("select pg_advisory_xact_lock(hashtext('attendance_sync:district:' || %s))", (self.code,))
-        started_at = conn.execute("select now()").fetchone()
         batch_row = conn.execute(
-            "insert into landing.load_batch (district_code, started_at) values (%s, %s) returning batch_id",
-            (self.code, started_at[0] if started_at else None)).fetchone()
+            "insert into landing.load_batch (district_code, started_at) values (%s, now()) returning batch_id",
+            (self.code,)).fetchone()
         assert batch_row is not None
         batch_id = int(batch_row[0])
         timings: dict[str, float] = {}
