@@ -191,7 +191,7 @@ class _DistrictLoad:
         self.conn.execute(sql.SQL(
             "insert into landing.superseded_row (batch_id, district_code, table_name, row_id, old_row) "
             "select %(batch)s, %(district)s, %(table)s, l.{pk}, to_jsonb(l) from {target} l join {new} n on {match} "
-            "where not l._deleted and {differs}").format(
+            "where (l._deleted or {differs})").format(
                 pk=pk, target=target, new=_new(spec), match=match, differs=differs), params)
         updated = self.conn.execute(sql.SQL(
             "update {target} l set ({cols}) = ({new_cols}), _batch_id = %(batch)s, _changed_at = now(), "

@@ -104,6 +104,10 @@ def test_deleted_row_is_flagged_and_comes_back_unflagged(state_db: str, make_dis
     with database.connect() as conn:
         deleted, batch_back, _ = landing_row(conn, "attendance", "attendance_id", 503)
         assert deleted is False and batch_back > batch_deleted
+        # The deleted image is kept too: a delete and a return in one window must recompute the old key.
+        prior = conn.execute("select old_row from landing.superseded_row where table_name = 'attendance' "
+                             "and row_id = 503 and batch_id = %s", (batch_back,)).fetchone()
+        assert prior is not None and prior[0]["_deleted"] is True
 
 
 BAD_INPUTS: list[tuple[str, str, str]] = [
