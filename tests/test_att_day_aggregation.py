@@ -153,7 +153,18 @@ def test_a_failing_run_leaves_table_and_records_as_they_were(warehouse: Warehous
     assert warehouse.differences(AS_OF) == (0, 0)
 
 
-def test_reference_matches_after_a_full_refresh_of_everything(warehouse: Warehouse) -> None:
+def test_full_refresh_of_everything_keeps_the_table_and_what_depends_on_it(warehouse: Warehouse) -> None:
+    conn = warehouse.conn
+    table_oid = conn.execute("select 'state.att_day_aggregation'::regclass::oid").fetchone()
+    conn.execute("drop view if exists public.aggregation_days")
+    conn.execute("create view public.aggregation_days as select district_code, count(*) as days "
+                 "from state.att_day_aggregation group by district_code")
+    conn.commit()
+    before = dict(conn.execute("select * from public.aggregation_days").fetchall())
+    conn.commit()  # an open reader would make the swap wait for it
     warehouse.aggregate(AS_OF, full_refresh=True)
+    assert conn.execute("select 'state.att_day_aggregation'::regclass::oid").fetchone() == table_oid
+    assert dict(conn.execute("select * from public.aggregation_days").fetchall()) == before
+    conn.commit()
     assert warehouse.differences(AS_OF) == (0, 0)
     assert "%(as_of_date)s" in REFERENCE_SQL

@@ -103,7 +103,6 @@
 
 {% macro att_day_aggregation_build_scope(target_relation, windows, as_of) -%}
     {%- set codes = windows | map(attribute='district_code') | list -%}
-    {%- set forward = windows | selectattr('previous_as_of', 'lt', as_of) | list -%}
     {%- set backward = windows | selectattr('previous_as_of', 'gt', as_of) | list -%}
 
     {%- call statement('att_day_aggregation_window') -%}
@@ -111,11 +110,13 @@
         create temporary table att_day_aggregation__window (
             district_code text primary key,
             low_batch_id bigint not null,
-            high_batch_id bigint not null
+            high_batch_id bigint not null,
+            low_as_of date not null
         ) on commit drop;
         insert into pg_temp.att_day_aggregation__window values
         {%- for window in windows %}
-            ('{{ window.district_code }}', {{ window.previous_horizon }}, {{ window.horizon }})
+            ('{{ window.district_code }}', {{ window.previous_horizon }}, {{ window.horizon }},
+             date '{{ window.previous_as_of }}')
             {{- ',' if not loop.last }}
         {%- endfor %};
         analyze pg_temp.att_day_aggregation__window;
@@ -300,14 +301,13 @@
                 on changed.district_code = enrolled_days.district_code
                 and changed.calendar_id = enrolled_days.calendar_id
                 and changed.date = enrolled_days.date
-            {%- for window in forward %}
             union all
-            -- {{ window.district_code }}: the days the as-of date reached since the last run
+            -- The days the as-of date reached since the district's last run.
             select enrolled_days.*
             from enrolled_days
-            where enrolled_days.district_code = '{{ window.district_code }}'
-                and enrolled_days.date > date '{{ window.previous_as_of }}'
-            {%- endfor %}
+            join pg_temp.att_day_aggregation__window as window_
+                on window_.district_code = enrolled_days.district_code
+                and enrolled_days.date > window_.low_as_of
             {%- for window in backward %}
             union all
             -- {{ window.district_code }}: the as-of date moved back, its rows past it go

@@ -7,9 +7,9 @@
     district (the `districts` var, else every district of the registry) a run either
 
       rebuilds it whole   (--full-refresh, i.e. the Attendance Aggregation Refresh; or a district never
-                          built, see att_day_aggregation_plan): the model's SQL for those districts is
-                          inserted into fresh partitions of a staging table, indexed, and swapped in for
-                          the district's old partition. Other districts' partitions are never touched.
+                          built, see att_day_aggregation_plan): the model's SQL for each such district
+                          goes into a new table (create table as), indexed, and swapped in for the
+                          district's old partition. Other districts' partitions are never touched.
                           Only a table of another shape (missing, not partitioned, other columns than the
                           model's) is replaced whole; districts outside the selection then come back with
                           their next run (they have no partition, so it rebuilds them).
@@ -123,7 +123,10 @@
 {% macro att_day_aggregation_same_shape(relation) -%}
     {%- set query -%}
         with columns as (
-            select attrelid, string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' order by attnum) as list
+            select
+                attrelid,
+                string_agg(attname || ' ' || format_type(atttypid, atttypmod) || case when attnotnull then ' not null' else '' end,
+                           ', ' order by attnum) as list
             from pg_attribute
             where attnum > 0 and not attisdropped
                 and attrelid in ('pg_temp.att_day_aggregation__columns'::regclass, to_regclass('{{ relation }}'))
@@ -165,68 +168,58 @@
 {%- endmacro %}
 
 
-{#- Whole districts: fresh partitions under a staging table, indexed, then swapped in. -#}
+{#- Whole districts: each district's rows into a new table (`create table as`, which writes far faster
+    than an insert routed through the partitioned table), indexed, then swapped in for its partition. -#}
 {% macro att_day_aggregation_rebuild(target_relation, existing_relation, districts, replace_table) -%}
-    {%- set staging = target_relation.incorporate(path={'identifier': target_relation.identifier ~ '__dbt_new'}) -%}
-    {%- set options = {'districts': districts, 'attendance_days': 'pg_temp.att_day_aggregation__attendance_days'} -%}
     {%- if districts | length > 0 -%}
         {%- do att_day_aggregation_stage_attendance_days({'districts': districts}) -%}
-    {%- endif -%}
-
-    {%- call statement('att_day_aggregation_staging_table') -%}
-        drop table if exists {{ staging }} cascade;
-        create table {{ staging }} (like pg_temp.att_day_aggregation__columns) partition by list (district_code);
-        alter table {{ staging }}
-            alter column district_code set not null,
-            alter column person_id set not null,
-            alter column calendar_id set not null,
-            alter column date set not null;
-        {%- for code in districts %}
-        {%- set new_name = att_day_aggregation_partition_name(target_relation, code, staging=true) %}
-        create table {{ staging.schema }}.{{ new_name }} partition of {{ staging }} for values in ('{{ code }}');
-        -- Checked row by row while empty, it spares the scan when the partition is attached to the table.
-        alter table {{ staging.schema }}.{{ new_name }}
-            add constraint {{ att_day_aggregation_partition_name(target_relation, code) }}_district
-            check (district_code = '{{ code }}');
-        {%- endfor %}
-    {%- endcall -%}
-
-    {%- if districts | length > 0 -%}
-        {%- call statement('att_day_aggregation_rebuild_rows') -%}
-            {{ att_day_aggregation_planner(true) }}
-            insert into {{ staging }}
-            {{ att_day_aggregation_render(options) }};
-            drop table pg_temp.att_day_aggregation__attendance_days;
-            {{ att_day_aggregation_planner(false) }}
+        {%- call statement('att_day_aggregation_stage_index') -%}
+            create index on pg_temp.att_day_aggregation__attendance_days using brin (district_code);
         {%- endcall -%}
     {%- endif -%}
 
+    {%- for code in districts -%}
+        {%- set new_name = att_day_aggregation_partition_name(target_relation, code, staging=true) -%}
+        {%- call statement('att_day_aggregation_rebuild_district') -%}
+            {{ att_day_aggregation_planner(true) }}
+            drop table if exists {{ target_relation.schema }}.{{ new_name }};
+            -- No autovacuum for the inserts of the build itself (it is analyzed below): one running on a
+            -- partition when the next refresh swaps it makes that swap wait for it. Deletes by incremental
+            -- runs still trigger autovacuum as usual.
+            create table {{ target_relation.schema }}.{{ new_name }}
+                with (autovacuum_vacuum_insert_threshold = -1) as
+            {{ att_day_aggregation_render({
+                'districts': [code], 'attendance_days': 'pg_temp.att_day_aggregation__attendance_days'}) }};
+            create unique index {{ new_name }}_key
+                on {{ target_relation.schema }}.{{ new_name }} (calendar_id, person_id, date);
+            {{ att_day_aggregation_planner(false) }}
+        {%- endcall -%}
+    {%- endfor -%}
+
     {%- call statement('att_day_aggregation_swap') -%}
-        {%- for code in districts %}
-        {%- set new_name = att_day_aggregation_partition_name(target_relation, code, staging=true) %}
-        {%- set final_name = att_day_aggregation_partition_name(target_relation, code) %}
-        create unique index {{ new_name }}_key on {{ staging.schema }}.{{ new_name }} (calendar_id, person_id, date);
-        {%- if not replace_table %}
-        alter table {{ staging }} detach partition {{ staging.schema }}.{{ new_name }};
-        drop table if exists {{ target_relation.schema }}.{{ final_name }};
-        {%- endif %}
-        {%- endfor %}
         {%- if replace_table %}
         drop table if exists {{ target_relation }} cascade;
-        alter table {{ staging }} rename to {{ target_relation.identifier }};
-        {%- else %}
-        drop table {{ staging }};
+        create table {{ target_relation }} (like pg_temp.att_day_aggregation__columns)
+            partition by list (district_code);
         {%- endif %}
         {%- for code in districts %}
         {%- set new_name = att_day_aggregation_partition_name(target_relation, code, staging=true) %}
         {%- set final_name = att_day_aggregation_partition_name(target_relation, code) %}
+        drop table if exists {{ target_relation.schema }}.{{ final_name }};
         alter table {{ target_relation.schema }}.{{ new_name }} rename to {{ final_name }};
         alter index {{ target_relation.schema }}.{{ new_name }}_key rename to {{ final_name }}_key;
-        {%- if not replace_table %}
         alter table {{ target_relation }} attach partition {{ target_relation.schema }}.{{ final_name }}
             for values in ('{{ code }}');
-        {%- endif %}
         {%- endfor %}
+        drop table if exists pg_temp.att_day_aggregation__attendance_days;
+        -- Statistics now, from small samples (cheap): the next incremental run's lookups need them, and
+        -- autovacuum never analyzes a partitioned table itself.
+        set local default_statistics_target = 10;
+        {%- for code in districts %}
+        analyze {{ target_relation.schema }}.{{ att_day_aggregation_partition_name(target_relation, code) }};
+        {%- endfor %}
+        analyze {{ target_relation }};
+        reset default_statistics_target;
     {%- endcall -%}
     {%- if existing_relation is not none and replace_table -%}
         {%- do adapter.cache_dropped(existing_relation) -%}
@@ -235,21 +228,54 @@
 {%- endmacro %}
 
 
+{#- 'index' when state.attendance has a btree index starting (district_code, person_id) to look the
+    scope's student-days up, else 'scan'. -#}
+{% macro att_day_aggregation_attendance_lookup() -%}
+    {%- set query -%}
+        select 1
+        from pg_index
+        join pg_class as index_class on index_class.oid = pg_index.indexrelid
+        join pg_am on pg_am.oid = index_class.relam
+        where pg_index.indrelid = to_regclass('{{ ref('attendance') }}')
+            and pg_am.amname = 'btree'
+            and pg_index.indkey[0] = (select attnum from pg_attribute
+                                      where attrelid = pg_index.indrelid and attname = 'district_code')
+            and pg_index.indkey[1] = (select attnum from pg_attribute
+                                      where attrelid = pg_index.indrelid and attname = 'person_id')
+    {%- endset -%}
+    {{- return('index' if run_query(query).rows | length > 0 else 'scan') -}}
+{%- endmacro %}
+
+
 {#- Incremental districts: delete the scope's rows, insert the model's rows for the scope. -#}
 {% macro att_day_aggregation_update(target_relation, windows, as_of) -%}
     {%- set codes = windows | map(attribute='district_code') | list -%}
     {%- do att_day_aggregation_build_scope(target_relation, windows, as_of) -%}
     {%- set options = {'districts': codes, 'scope': 'pg_temp.att_day_aggregation__scope'} -%}
+    {%- call statement('att_day_aggregation_attendance') -%}
+        -- The scope's attendance rows: a lookup per key when state.attendance has an index that serves it.
+        drop table if exists pg_temp.att_day_aggregation__attendance;
+        create temporary table att_day_aggregation__attendance on commit drop as
+        {{ att_day_aggregation_render({'districts': codes, 'scope': options['scope'], 'output': 'attendance',
+                                       'attendance_lookup': att_day_aggregation_attendance_lookup()}) }};
+        analyze pg_temp.att_day_aggregation__attendance;
+    {%- endcall -%}
+    {%- do options.update({'attendance': 'pg_temp.att_day_aggregation__attendance'}) -%}
     {%- do att_day_aggregation_stage_attendance_days(options) -%}
     {%- do options.update({'attendance_days': 'pg_temp.att_day_aggregation__attendance_days'}) -%}
-    {%- call statement('att_day_aggregation_update_rows') -%}
+    {%- call statement('att_day_aggregation_delete_rows') -%}
         {{ att_day_aggregation_planner(false) }}
+        -- A district's rows never pass the as-of date of its last run: later keys need no lookup.
         delete from {{ target_relation }} as existing
         using pg_temp.att_day_aggregation__scope as scope
+        join pg_temp.att_day_aggregation__window as window_ on window_.district_code = scope.district_code
         where existing.district_code = scope.district_code
             and existing.calendar_id = scope.calendar_id
             and existing.person_id = scope.person_id
-            and existing.date = scope.date;
+            and existing.date = scope.date
+            and scope.date <= window_.low_as_of;
+    {%- endcall -%}
+    {%- call statement('att_day_aggregation_insert_rows') -%}
         {{ att_day_aggregation_planner(true) }}
         insert into {{ target_relation }}
         {{ att_day_aggregation_render(options) }};

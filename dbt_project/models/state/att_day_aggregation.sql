@@ -8,12 +8,16 @@
 --   districts        the districts to compute (default: the `districts` var, else every district)
 --   scope            a temp table of (district_code, person_id, calendar_id, date): compute only those
 --                    student-days (an incremental run)
+--   attendance       a temp table already holding the attendance CTE (an incremental run fetches the
+--                    scope's rows first, with `output: attendance`, using an index when there is one)
 --   attendance_days  a temp table already holding the attendance_days CTE (it is built first, with
 --                    `output: attendance_days`, so the planner knows its size and may sort in parallel)
---   output           'rows' (default) or 'attendance_days'
+--   attendance_lookup 'index' when state.attendance has an index to look the scope's keys up
+--   output           'rows' (default), 'attendance' or 'attendance_days'
 -- depends_on: {{ ref('period_schedule') }}
 {%- set districts = att_day_aggregation_option('districts') or selected_districts() %}
 {%- set scope = att_day_aggregation_option('scope') %}
+{%- set staged_attendance = att_day_aggregation_option('attendance') %}
 {%- set staged_attendance_days = att_day_aggregation_option('attendance_days') %}
 {%- set output = att_day_aggregation_option('output', 'rows') %}
 
@@ -39,9 +43,6 @@ day as not materialized (
         and instruction
         and attendance
         and date <= {{ as_of_date() }}
-    {%- if scope %}
-        and (district_code, calendar_id, date) in (select district_code, calendar_id, date from scope)
-    {%- endif %}
 ),
 
 instructional_period as not materialized (
@@ -57,9 +58,6 @@ enrollment as (
     where {{ district_filter('district_code', districts) }}
         and service_type in ('P', 'S')
         and not no_show
-    {%- if scope %}
-        and (district_code, person_id, calendar_id) in (select district_code, person_id, calendar_id from scope)
-    {%- endif %}
 ),
 
 -- Minutes of each attendance day: its schedule's instructional periods (days without one drop out).
@@ -102,6 +100,7 @@ enrollment_spans as (
 
 attendance_days as not materialized (
     select * from {{ staged_attendance_days }}
+    where {{ district_filter('district_code', districts) }}
 ),
 {%- else %}
 
@@ -111,18 +110,24 @@ attendance_excuse as (
     where {{ district_filter('district_code', districts) }}
 ),
 
-attendance as {{ 'materialized ' if scope }}(
+attendance as (
+    {%- if staged_attendance %}
+    select * from {{ staged_attendance }}
+    {%- else %}
     select
         district_code, attendance_id, person_id, calendar_id, period_id, date, status, excuse, excuse_id,
         present_minutes, modified_date
     from {{ ref('attendance') }}
     where date <= {{ as_of_date() }}
-    {%- if scope %}
-        -- Only the scope's student-days (so only its districts): `not (... not in ...)` makes this one
-        -- hashed lookup per row, cheaper over the whole table than the semi-join `in` would become.
+    {%- if scope and att_day_aggregation_option('attendance_lookup') == 'index' %}
+        and (district_code, person_id, calendar_id, date) in (select * from scope)
+    {%- elif scope %}
+        -- Without an index to look keys up, `not (... not in ...)` (one hashed probe per row of the scan)
+        -- is cheaper than the semi-join `in` becomes.
         and not ((district_code, person_id, calendar_id, date) not in (select * from scope))
     {%- else %}
         and {{ district_filter('district_code', districts) }}
+    {%- endif %}
     {%- endif %}
 ),
 
@@ -219,10 +224,10 @@ attendance_days as (
     group by district_code, person_id, calendar_id, date
 ),
 {%- endif %}
-{%- if output == 'attendance_days' %}
+{%- if output in ('attendance', 'attendance_days') %}
 
 final as (
-    select * from attendance_days
+    select * from {{ output }}
 )
 {%- else %}
 
