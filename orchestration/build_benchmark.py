@@ -55,8 +55,11 @@ def compare_builds(districts: list[District], section: Any, timed: Timed, as_of:
     rows: list[dict[str, Any]] = []
 
     def step(name: str, args: list[str], **options: Any) -> DbtRunResult:
+        # One thread: each model's execution time is then its own cost. With two, models running side by
+        # side on these two cores (dbt's Python and the server's work) lengthen each other's times, and the
+        # sum counts that contention twice; small models, mostly dbt overhead, suffer the most.
         with timed() as timing:
-            result = run_dbt(args, as_of_date=options.pop("as_of", as_of), **options)
+            result = run_dbt([*args, "--threads", "1"], as_of_date=options.pop("as_of", as_of), **options)
         result.raise_for_failure()
         rows.append({"step": name, "models_s": model_seconds(result),
                      "att_day_aggregation_s": model_seconds(result, AGGREGATION), "end_to_end_s": timing["seconds"],
@@ -94,6 +97,7 @@ def compare_builds(districts: list[District], section: Any, timed: Timed, as_of:
                    model_seconds(resync) / model_seconds(full), 0.20)
     section.target("two-district Aggregation Refresh / all-district refresh",
                    model_seconds(two_refresh, AGGREGATION) / full_agg, 0.20)
-    section.notes.append("ratios use dbt's model execution times (run_results.json); end-to-end times include "
+    section.notes.append("ratios use dbt's model execution times (run_results.json), from runs with one dbt "
+                         "thread so that models do not share the cores while timed; end-to-end times include "
                          "dbt start-up, parsing and tests where the step runs them")
     return section

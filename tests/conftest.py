@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -17,6 +18,7 @@ from psycopg import sql
 
 from orchestration import database
 from orchestration.registry import District, DistrictSource
+from orchestration.warehouse_setup import ensure_warehouse
 from tests.district_samples import create_district_database
 
 
@@ -30,6 +32,24 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def unique_name(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+@contextmanager
+def state_database(prefix: str) -> Iterator[str]:
+    """A state database of its own, warehouse set up, used by every `database.connect()` and dbt run
+    inside the block; dropped afterwards. For module-scoped fixtures (the `state_db` fixture is per test)."""
+    name = unique_name(prefix)
+    server = database.ensure_server()
+    database.ensure_database(name, server)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("ATTENDANCE_STATE_DATABASE", name)
+            with database.connect() as conn:
+                ensure_warehouse(conn)
+                conn.commit()
+            yield name
+    finally:
+        database.drop_database(name, server)
 
 
 @pytest.fixture

@@ -14,10 +14,15 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from orchestration import database, dbt_runner
-from orchestration.warehouse_setup import ensure_warehouse
-from tests.conftest import unique_name
-from tests.test_incremental_equals_full import REFERENCE_SQL, Warehouse, load, school_days, small_district
+from orchestration import dbt_runner
+from tests.test_incremental_equals_full import (
+    REFERENCE_SQL,
+    Warehouse,
+    load,
+    new_warehouse,
+    school_days,
+    small_district,
+)
 
 CODES = ("D01", "D02", "D03")
 AS_OF = school_days()[9]
@@ -26,21 +31,12 @@ AS_OF = school_days()[9]
 @pytest.fixture(scope="module")
 def warehouse() -> Iterator[Warehouse]:
     """Three small districts loaded and every state model built (the aggregation from scratch)."""
-    name = unique_name("test_att_day_model")
-    server = database.ensure_server()
-    database.ensure_database(name, server)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ATTENDANCE_STATE_DATABASE", name)
-        with database.connect() as conn:
-            ensure_warehouse(conn)
-            conn.commit()
-            warehouse = Warehouse(name, conn)
-            warehouse.register(*CODES)
-            for number, code in enumerate(CODES):
-                load(conn, small_district(code, seed=100 + number, students=12))
-            warehouse.dbt("run", "--select", "staging", "state", as_of=AS_OF)
-            yield warehouse
-    database.drop_database(name, server)
+    with new_warehouse("test_att_day_model", Warehouse) as warehouse:
+        warehouse.register(*CODES)
+        for number, code in enumerate(CODES):
+            load(warehouse.conn, small_district(code, seed=100 + number, students=12))
+        warehouse.dbt("run", "--select", "state", as_of=AS_OF)
+        yield warehouse
 
 
 def checksum(conn: psycopg.Connection, code: str) -> str:
@@ -129,6 +125,38 @@ def test_refresh_of_selected_districts_leaves_the_others_untouched(warehouse: Wa
     assert after["att_day_aggregation__d03"] == before["att_day_aggregation__d03"]
     assert after["att_day_aggregation__d02"] != before["att_day_aggregation__d02"]  # rebuilt and swapped in
     assert {code: checksum(conn, code) for code in CODES} == sums
+    assert warehouse.differences(AS_OF) == (0, 0)
+
+
+def row_versions(conn: psycopg.Connection) -> str:
+    """Where every row is and which transaction wrote it: any delete or insert changes this."""
+    row = conn.execute("select md5(string_agg(tableoid::text || ctid::text || xmin::text, '|' "
+                       "order by tableoid, ctid)) from state.att_day_aggregation").fetchone()
+    conn.commit()
+    assert row is not None
+    return str(row[0])
+
+
+def built_at(conn: psycopg.Connection) -> dict[str, dt.datetime]:
+    rows = conn.execute("select district_code, built_at from state.model_build "
+                        "where model_name = 'att_day_aggregation'").fetchall()
+    conn.commit()
+    return dict(rows)
+
+
+def test_a_run_with_nothing_new_leaves_every_row_in_place(warehouse: Warehouse) -> None:
+    conn = warehouse.conn
+    versions, recorded, built = row_versions(conn), warehouse.recorded(), built_at(conn)
+    result = warehouse.dbt("run", "--select", "att_day_aggregation", as_of=AS_OF)
+    assert "update none; unchanged D01, D02, D03" in result.stdout
+    assert row_versions(conn) == versions
+    assert warehouse.recorded() == recorded
+    assert all(built_at(conn)[code] > built[code] for code in CODES)  # the run is still recorded
+    # A new as-of date is a change: the next day's rows are computed.
+    result = warehouse.dbt("run", "--select", "att_day_aggregation", as_of=AS_OF + dt.timedelta(1))
+    assert "update D01, D02, D03; unchanged none" in result.stdout
+    assert warehouse.differences(AS_OF + dt.timedelta(1)) == (0, 0)
+    warehouse.aggregate(AS_OF)
     assert warehouse.differences(AS_OF) == (0, 0)
 
 

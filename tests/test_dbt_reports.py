@@ -32,8 +32,7 @@ from orchestration import database, dbt_runner
 from orchestration.district_tables import TABLES, create_table_sql
 from orchestration.landing_load import load_districts
 from orchestration.registry import District, DistrictSource
-from orchestration.warehouse_setup import ensure_warehouse
-from tests.conftest import unique_name
+from tests.conftest import state_database, unique_name
 
 AS_OF = date(2025, 9, 16)
 SCHOOL_DAYS = [date(2025, 9, 1) + timedelta(days=n) for n in range(18)
@@ -120,16 +119,9 @@ def create_district(name: str, rows: str) -> None:
 
 @pytest.fixture(scope="module")
 def reports() -> Iterator[psycopg.Connection]:
-    name = unique_name("test_dbt_reports")
-    settings = database.ensure_server()
-    database.ensure_database(name, settings)
     sources = {"RA": unique_name("district_ra"), "RB": unique_name("district_rb")}
     try:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("ATTENDANCE_STATE_DATABASE", name)
-            with database.connect() as conn:
-                ensure_warehouse(conn)
-                conn.commit()
+        with state_database("test_dbt_reports"):
             create_district(sources["RA"], DISTRICT_RA)
             create_district(sources["RB"], DISTRICT_RB)
             results = load_districts([District(code, code, DistrictSource("database", database=source))
@@ -145,8 +137,7 @@ def reports() -> Iterator[psycopg.Connection]:
                 yield conn
     finally:
         for source in sources.values():
-            database.drop_database(source, settings)
-        database.drop_database(name, settings)
+            database.drop_database(source)
 
 
 D = Decimal

@@ -21,7 +21,7 @@ from orchestration.district_tables import TABLES
 from orchestration.landing_load import load_districts
 from orchestration.registry import District, DistrictSource, RegistryError
 from orchestration.warehouse_setup import ensure_warehouse
-from tests.conftest import unique_name
+from tests.conftest import state_database, unique_name
 from tests.district_samples import create_district_database
 
 MakeDistrict = Callable[..., District]
@@ -79,16 +79,9 @@ def build(*args: str, districts: list[str] | None = None, full_refresh: bool = F
 
 @pytest.fixture(scope="module")
 def warehouse() -> Iterator[Warehouse]:
-    name = unique_name("test_dbt_state")
-    settings = database.ensure_server()
-    database.ensure_database(name, settings)
     sources: dict[str, District] = {}
     try:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("ATTENDANCE_STATE_DATABASE", name)
-            with database.connect() as conn:
-                ensure_warehouse(conn)
-                conn.commit()
+        with state_database("test_dbt_state") as name:
             for code in CODES:
                 source = unique_name(f"district_{code.lower()}")
                 sources[code] = District(code, f"District {code}", DistrictSource("database", database=source))
@@ -98,8 +91,7 @@ def warehouse() -> Iterator[Warehouse]:
             yield warehouse
     finally:
         for district in sources.values():
-            database.drop_database(str(district.source.database), settings)
-        database.drop_database(name, settings)
+            database.drop_database(str(district.source.database))
 
 
 @pytest.fixture(scope="module")
@@ -270,7 +262,7 @@ def test_lineage_is_the_object_hierarchy() -> None:
                         "school_year", "period_schedule", "district"}
     assert listed == expected | {f"stg_landing__{name}" for name in expected}
 
-    # Every state model depends on exactly its contract parents (and its staging view).
+    # Every state model depends on exactly its contract parents (and its ephemeral staging model).
     result = dbt_runner.run_dbt(["ls", "--select", "state", "--exclude", "att_day_aggregation",
                                  "--resource-type", "model", "--output", "json",
                                  "--output-keys", "name", "depends_on", "--quiet"])
@@ -301,7 +293,7 @@ def test_check_dependencies_resync_on_an_empty_state(state_db: str, make_distric
     assert result.success, result.failure_message
     models = {node.unique_id.split(".")[-1] for node in result.nodes if node.unique_id.startswith("model.")}
     expected = {"attendance", *ancestors("attendance")}
-    assert models == expected | {f"stg_landing__{name}" for name in expected}
+    assert models == expected  # staging models are ephemeral: compiled into these, never run on their own
     with database.connect() as conn:
         assert conn.execute("select to_regclass('state.day')").fetchone() == (None,)
         assert conn.execute("select count(*) from state.attendance").fetchone() == (4,)

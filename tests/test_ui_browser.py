@@ -100,7 +100,7 @@ def test_resync_two_districts_with_check_dependencies_from_the_ui(ui: tuple[Dags
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1500, "height": 950})
         page.set_default_timeout(60_000)
-        # The analyst opens the asset, then its upstream lineage (landing -> staging -> state).
+        # The analyst opens the asset, then its upstream lineage (landing -> state).
         page.goto(f"{url}/assets/state/{model}", wait_until="networkidle")
         expect(page.get_by_role("button", name="Materialize…")).to_be_visible()
         page.get_by_role("tab", name="Lineage").click()

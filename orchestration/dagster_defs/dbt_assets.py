@@ -1,6 +1,6 @@
 """Every dbt model as a Dagster asset; dbt tests as asset checks.
 
-Models of `staging/` and `state/` hold one partition per district: a run for some districts passes them
+Models of `state/` hold one partition per district: a run for some districts passes them
 to dbt as `--vars '{districts: [...]}'`, and dbt replaces exactly those districts' rows. Other models
 (`reports/`) are built whole and are not partitioned. Both sets use the single-run backfill policy, so
 materializing several districts at once is one dbt invocation.
@@ -42,7 +42,8 @@ from orchestration.writer_lock import state_writer_lock
 
 # The concurrency pool of every step that writes landing or state tables (limit 1 in dagster.yaml).
 WRITER_POOL = "attendance_state_writer"
-DISTRICT_FOLDERS = ("staging", "state")
+# staging/ is ephemeral (compiled into the state models), so it has no assets.
+DISTRICT_FOLDERS = ("state",)
 DISTRICT_SELECT = " ".join(f"path:models/{folder}" for folder in DISTRICT_FOLDERS)
 AGGREGATION_MODEL = "att_day_aggregation"
 

@@ -2,7 +2,7 @@
 
 A district's load copies all its tables in one transaction (orchestration/landing_load.py), so one
 multi-asset computes them together; its asset keys are the keys dagster-dbt gives the dbt sources of
-schema `landing`, which makes the landing tables the upstream of the staging models. Materializing a
+schema `landing`, which makes the landing tables the upstream of the state models. Materializing a
 subset of the tables (e.g. "materialize with upstream" of a model that reads only some of them) still
 loads every table of the selected districts, and the tables outside the selection are recorded as
 materialized too, because they were.

@@ -16,6 +16,8 @@
       or updates it       the keys of what changed since the district's last build are collected in
                           pg_temp.att_day_aggregation__scope (att_day_aggregation_build_scope), their rows
                           deleted, and the model's SQL restricted to that scope inserted.
+      or leaves it alone  when no landing batch arrived since its last build and the as-of date is the
+                          same (nothing it reads can have changed).
 
     Both paths compute the attendance_days step into a temp table first (its real size then guides the
     planner, and its sort may run in parallel), and run the heavy statements with nested loops and merge
@@ -57,9 +59,20 @@
     {%- set replace_table = existing_relation is none or not att_day_aggregation_same_shape(target_relation) -%}
     {%- set plan = att_day_aggregation_plan(target_relation, districts, parents, replace_table or full_refresh) -%}
     {%- set rebuilt = plan | selectattr('mode', 'equalto', 'full') | map(attribute='district_code') | list -%}
-    {%- set updated = plan | selectattr('mode', 'equalto', 'incremental') | list -%}
+    {#- A district with no landing batch in its window and the same as-of date has nothing to recompute:
+        skipping it spares the scope and attendance scans (a resync without new loads, a repeated run). -#}
+    {%- set updated = [] -%}
+    {%- set unchanged = [] -%}
+    {%- for district in plan if district.mode == 'incremental' -%}
+        {%- if district.horizon > district.previous_horizon or district.previous_as_of != as_of -%}
+            {%- do updated.append(district) -%}
+        {%- else -%}
+            {%- do unchanged.append(district.district_code) -%}
+        {%- endif -%}
+    {%- endfor -%}
     {{ log('att_day_aggregation as of ' ~ as_of ~ ': rebuild ' ~ (rebuilt | join(', ') or 'none')
-           ~ '; update ' ~ (updated | map(attribute='district_code') | join(', ') or 'none'), info=true) }}
+           ~ '; update ' ~ (updated | map(attribute='district_code') | join(', ') or 'none')
+           ~ '; unchanged ' ~ (unchanged | join(', ') or 'none'), info=true) }}
 
     {%- if replace_table or rebuilt | length > 0 -%}
         {%- do att_day_aggregation_rebuild(target_relation, existing_relation, rebuilt, replace_table) -%}
@@ -228,36 +241,16 @@
 {%- endmacro %}
 
 
-{#- 'index' when state.attendance has a btree index starting (district_code, person_id) to look the
-    scope's student-days up, else 'scan'. -#}
-{% macro att_day_aggregation_attendance_lookup() -%}
-    {%- set query -%}
-        select 1
-        from pg_index
-        join pg_class as index_class on index_class.oid = pg_index.indexrelid
-        join pg_am on pg_am.oid = index_class.relam
-        where pg_index.indrelid = to_regclass('{{ ref('attendance') }}')
-            and pg_am.amname = 'btree'
-            and pg_index.indkey[0] = (select attnum from pg_attribute
-                                      where attrelid = pg_index.indrelid and attname = 'district_code')
-            and pg_index.indkey[1] = (select attnum from pg_attribute
-                                      where attrelid = pg_index.indrelid and attname = 'person_id')
-    {%- endset -%}
-    {{- return('index' if run_query(query).rows | length > 0 else 'scan') -}}
-{%- endmacro %}
-
-
 {#- Incremental districts: delete the scope's rows, insert the model's rows for the scope. -#}
 {% macro att_day_aggregation_update(target_relation, windows, as_of) -%}
     {%- set codes = windows | map(attribute='district_code') | list -%}
     {%- do att_day_aggregation_build_scope(target_relation, windows, as_of) -%}
     {%- set options = {'districts': codes, 'scope': 'pg_temp.att_day_aggregation__scope'} -%}
     {%- call statement('att_day_aggregation_attendance') -%}
-        -- The scope's attendance rows: a lookup per key when state.attendance has an index that serves it.
+        -- The scope's attendance rows first: their real count then guides the planner below.
         drop table if exists pg_temp.att_day_aggregation__attendance;
         create temporary table att_day_aggregation__attendance on commit drop as
-        {{ att_day_aggregation_render({'districts': codes, 'scope': options['scope'], 'output': 'attendance',
-                                       'attendance_lookup': att_day_aggregation_attendance_lookup()}) }};
+        {{ att_day_aggregation_render({'districts': codes, 'scope': options['scope'], 'output': 'attendance'}) }};
         analyze pg_temp.att_day_aggregation__attendance;
     {%- endcall -%}
     {%- do options.update({'attendance': 'pg_temp.att_day_aggregation__attendance'}) -%}

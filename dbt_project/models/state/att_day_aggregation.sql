@@ -9,10 +9,9 @@
 --   scope            a temp table of (district_code, person_id, calendar_id, date): compute only those
 --                    student-days (an incremental run)
 --   attendance       a temp table already holding the attendance CTE (an incremental run fetches the
---                    scope's rows first, with `output: attendance`, using an index when there is one)
+--                    scope's rows first, with `output: attendance`)
 --   attendance_days  a temp table already holding the attendance_days CTE (it is built first, with
 --                    `output: attendance_days`, so the planner knows its size and may sort in parallel)
---   attendance_lookup 'index' when state.attendance has an index to look the scope's keys up
 --   output           'rows' (default), 'attendance' or 'attendance_days'
 -- depends_on: {{ ref('period_schedule') }}
 {%- set districts = att_day_aggregation_option('districts') or selected_districts() %}
@@ -119,11 +118,10 @@ attendance as (
         present_minutes, modified_date
     from {{ ref('attendance') }}
     where date <= {{ as_of_date() }}
-    {%- if scope and att_day_aggregation_option('attendance_lookup') == 'index' %}
-        and (district_code, person_id, calendar_id, date) in (select * from scope)
-    {%- elif scope %}
-        -- Without an index to look keys up, `not (... not in ...)` (one hashed probe per row of the scan)
-        -- is cheaper than the semi-join `in` becomes.
+    {%- if scope %}
+        -- `not (... not in ...)` makes this one hashed probe per row of the scan, cheaper than the
+        -- semi-join `in` becomes.
+        and {{ district_filter('district_code', districts) }}
         and not ((district_code, person_id, calendar_id, date) not in (select * from scope))
     {%- else %}
         and {{ district_filter('district_code', districts) }}
