@@ -63,14 +63,14 @@ def resync_state_data_job() -> Any:
     from orchestration.dagster_defs.definitions import current_definitions
     from orchestration.dagster_defs.jobs import RESYNC
 
-    return current_definitions().get_job_def(RESYNC)
+    return current_definitions().resolve_job_def(RESYNC)
 
 
 def attendance_aggregation_refresh_job() -> Any:
     from orchestration.dagster_defs.definitions import current_definitions
     from orchestration.dagster_defs.jobs import REFRESH
 
-    return current_definitions().get_job_def(REFRESH)
+    return current_definitions().resolve_job_def(REFRESH)
 
 
 _JOB_LOADERS = {"resync_state_data": resync_state_data_job,

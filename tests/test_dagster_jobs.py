@@ -47,13 +47,13 @@ def test_schedules_request_one_run_over_every_district(dagster_env: DagsterEnv) 
     from orchestration.dagster_defs.jobs import NIGHTLY, WEEKLY_RESYNC
 
     for name in (WEEKLY_RESYNC, NIGHTLY):
-        schedule = dagster_env.defs.get_schedule_def(name)
+        schedule = dagster_env.defs.resolve_schedule_def(name)
         assert schedule.default_status.value == "RUNNING"
         requests = schedule.evaluate_tick(build_schedule_context(instance=dagster_env.instance)).run_requests
         assert requests is not None and len(requests) == 1
         tags = requests[0].tags
         assert (tags[ASSET_PARTITION_RANGE_START_TAG], tags[ASSET_PARTITION_RANGE_END_TAG]) == (CODES[0], CODES[-1])
-        job = dagster_env.defs.get_job_def(name)
+        job = dagster_env.defs.resolve_job_def(name)
         assert job.partitions_def is not None and job.partitions_def.get_partition_keys() == list(CODES)
 
 
@@ -62,9 +62,9 @@ def test_weekly_resync_job_runs_every_district_in_one_run(dagster_env: DagsterEn
 
     before = built_at("attendance")
     rename_people(dagster_env, CODES, "-weekly")
-    schedule = dagster_env.defs.get_schedule_def(WEEKLY_RESYNC)
+    schedule = dagster_env.defs.resolve_schedule_def(WEEKLY_RESYNC)
     request = schedule.evaluate_tick(build_schedule_context(instance=dagster_env.instance)).run_requests[0]  # type: ignore[index]
-    result = dagster_env.defs.get_job_def(WEEKLY_RESYNC).execute_in_process(
+    result = dagster_env.defs.resolve_job_def(WEEKLY_RESYNC).execute_in_process(
         instance=dagster_env.instance, tags=request.tags, raise_on_error=False)
     assert result.success
     after = built_at("attendance")
