@@ -35,7 +35,7 @@ def warehouse() -> Iterator[Warehouse]:
         warehouse.register(*CODES)
         for number, code in enumerate(CODES):
             load(warehouse.conn, small_district(code, seed=100 + number, students=12))
-        warehouse.dbt("run", "--select", "state", as_of=AS_OF)
+        warehouse.build_all(AS_OF)
         yield warehouse
 
 
@@ -147,13 +147,13 @@ def built_at(conn: psycopg.Connection) -> dict[str, dt.datetime]:
 def test_a_run_with_nothing_new_leaves_every_row_in_place(warehouse: Warehouse) -> None:
     conn = warehouse.conn
     versions, recorded, built = row_versions(conn), warehouse.recorded(), built_at(conn)
-    result = warehouse.dbt("run", "--select", "att_day_aggregation", as_of=AS_OF)
+    result = warehouse.aggregate(AS_OF)
     assert "update none; unchanged D01, D02, D03" in result.stdout
     assert row_versions(conn) == versions
     assert warehouse.recorded() == recorded
     assert all(built_at(conn)[code] > built[code] for code in CODES)  # the run is still recorded
     # A new as-of date is a change: the next day's rows are computed.
-    result = warehouse.dbt("run", "--select", "att_day_aggregation", as_of=AS_OF + dt.timedelta(1))
+    result = warehouse.aggregate(AS_OF + dt.timedelta(1))
     assert "update D01, D02, D03; unchanged none" in result.stdout
     assert warehouse.differences(AS_OF + dt.timedelta(1)) == (0, 0)
     warehouse.aggregate(AS_OF)

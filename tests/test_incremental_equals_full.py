@@ -331,24 +331,29 @@ class Warehouse:
         """The parents, then the aggregation, in one dbt run (Check Dependencies)."""
         self.dbt("run", "--select", "state", as_of=as_of)
 
-    def aggregate(self, as_of: dt.date, *, districts: list[str] | None = None, full_refresh: bool = False) -> None:
-        self.dbt("run", "--select", "att_day_aggregation", as_of=as_of, districts=districts,
-                 full_refresh=full_refresh)
+    def aggregate(self, as_of: dt.date, *, districts: list[str] | None = None,
+                  full_refresh: bool = False) -> dbt_runner.DbtRunResult:
+        return self.dbt("run", "--select", "att_day_aggregation", as_of=as_of, districts=districts,
+                        full_refresh=full_refresh)
 
-    def differences(self, as_of: dt.date, where: str = "true") -> tuple[int, int]:
-        """Rows of the table missing from the reference, and rows of the reference missing from the table."""
-        query = (f"with reference as ({REFERENCE_SQL}), "
+    def _compare(self, other: str, where: str, params: dict[str, Any] | None = None) -> tuple[int, int]:
+        """Rows of the table missing from `other` (a query), and rows of `other` missing from the table."""
+        query = (f"with other as ({other}), "
                  f"aggregation as (select * from state.att_day_aggregation) "
                  f"select (select count(*) from (select * from aggregation where {where} "
-                 f"          except all select * from reference where {where}) as extra), "
-                 f"       (select count(*) from (select * from reference where {where} "
+                 f"          except all select * from other where {where}) as extra), "
+                 f"       (select count(*) from (select * from other where {where} "
                  f"          except all select * from aggregation where {where}) as missing)")
         self.conn.execute("set enable_nestloop = off")
-        row = self.conn.execute(query, {"as_of_date": as_of}).fetchone()
+        row = self.conn.execute(query, params).fetchone()
         self.conn.execute("reset enable_nestloop")
         self.conn.commit()
         assert row is not None
         return int(row[0]), int(row[1])
+
+    def differences(self, as_of: dt.date, where: str = "true") -> tuple[int, int]:
+        """The table against the reference statement for the as-of date."""
+        return self._compare(REFERENCE_SQL, where, {"as_of_date": as_of})
 
     def assert_equal(self, as_of: dt.date, where: str = "true") -> None:
         assert self.differences(as_of, where) == (0, 0)
@@ -360,17 +365,7 @@ class Warehouse:
         self.conn.commit()
 
     def differs_from_snapshot(self, name: str, where: str = "true") -> tuple[int, int]:
-        ident = sql.Identifier(name)
-        extra = self.conn.execute(sql.SQL(
-            "select count(*) from (select * from state.att_day_aggregation where {w} "
-            "except all select * from public.{s} where {w}) x").format(w=sql.SQL(where), s=ident)).fetchone()
-        missing = self.conn.execute(sql.SQL(
-            "select count(*) from (select * from public.{s} where {w} "
-            "except all select * from state.att_day_aggregation where {w}) x").format(w=sql.SQL(where), s=ident)
-        ).fetchone()
-        self.conn.commit()
-        assert extra is not None and missing is not None
-        return int(extra[0]), int(missing[0])
+        return self._compare(f"select * from public.{sql.Identifier(name).as_string(self.conn)}", where)
 
     def recorded(self, model: str = "att_day_aggregation") -> dict[str, tuple[int | None, dt.date | None]]:
         rows = self.conn.execute("select district_code, landing_batch_id, as_of_date from state.model_build "
@@ -543,14 +538,14 @@ def test_random_change_sequences_keep_incremental_equal_to_full(
     for district in districts.values():
         load(warehouse.conn, district)
     position = 4
-    warehouse.dbt("run", "--select", "state", as_of=days[position])
+    warehouse.build_all(days[position])
     warehouse.assert_equal(days[position])
     for changes, code, move, rebuild_parents in steps:
         for change in changes:
             apply_change(districts[code], change)
         load(warehouse.conn, districts[code])
         position = min(max(position + move, 0), len(days) - 1)
-        warehouse.dbt("run", "--select", "state" if rebuild_parents else "att_day_aggregation", as_of=days[position])
+        (warehouse.build_all if rebuild_parents else warehouse.aggregate)(days[position])
         warehouse.assert_equal(days[position])
     warehouse.snapshot("incremental_result")
     warehouse.aggregate(days[position], full_refresh=True)
@@ -559,7 +554,7 @@ def test_random_change_sequences_keep_incremental_equal_to_full(
 
 class ResettableWarehouse(Warehouse):
     def reset(self) -> None:
-        """Back to an empty warehouse between examples (faster than a new database and dbt views)."""
+        """Back to an empty warehouse between examples (faster than a new database)."""
         tables = [f"landing.{spec.name}" for spec in TABLES]
         self.conn.execute(f"truncate {', '.join(tables)}, landing.superseded_row, landing.load_log, "
                           "landing.load_batch, landing.district restart identity cascade")

@@ -104,6 +104,13 @@
 {% macro att_day_aggregation_build_scope(target_relation, windows, as_of) -%}
     {%- set codes = windows | map(attribute='district_code') | list -%}
     {%- set backward = windows | selectattr('previous_as_of', 'gt', as_of) | list -%}
+    {#- Changed areas (pg_temp.att_day_aggregation__changed_<area>) and the columns that place a
+        student-day in one: each contributes its existing rows (to delete) and its enrolled days. -#}
+    {%- set areas = [
+        ('students', ['calendar_id', 'person_id']),
+        ('calendars', ['calendar_id']),
+        ('dates', ['calendar_id', 'date']),
+    ] -%}
 
     {%- call statement('att_day_aggregation_window') -%}
         drop table if exists pg_temp.att_day_aggregation__window;
@@ -261,46 +268,18 @@
         keys as (
             select district_code, person_id, calendar_id, date
             from pg_temp.att_day_aggregation__changed_days
+            {%- for area, columns in areas %}
+            {%- for rows in ('existing', 'enrolled_days') %}
             union all
-            select existing.district_code, existing.person_id, existing.calendar_id, existing.date
-            from {{ target_relation }} as existing
-            join pg_temp.att_day_aggregation__changed_students as changed
-                on changed.district_code = existing.district_code
-                and changed.calendar_id = existing.calendar_id
-                and changed.person_id = existing.person_id
-            union all
-            select enrolled_days.*
-            from enrolled_days
-            join pg_temp.att_day_aggregation__changed_students as changed
-                on changed.district_code = enrolled_days.district_code
-                and changed.calendar_id = enrolled_days.calendar_id
-                and changed.person_id = enrolled_days.person_id
-            union all
-            select existing.district_code, existing.person_id, existing.calendar_id, existing.date
-            from {{ target_relation }} as existing
-            join pg_temp.att_day_aggregation__changed_calendars as changed
-                on changed.district_code = existing.district_code
-                and changed.calendar_id = existing.calendar_id
-            union all
-            select enrolled_days.*
-            from enrolled_days
-            join pg_temp.att_day_aggregation__changed_calendars as changed
-                on changed.district_code = enrolled_days.district_code
-                and changed.calendar_id = enrolled_days.calendar_id
-            union all
-            select existing.district_code, existing.person_id, existing.calendar_id, existing.date
-            from {{ target_relation }} as existing
-            join pg_temp.att_day_aggregation__changed_dates as changed
-                on changed.district_code = existing.district_code
-                and changed.calendar_id = existing.calendar_id
-                and changed.date = existing.date
-            union all
-            select enrolled_days.*
-            from enrolled_days
-            join pg_temp.att_day_aggregation__changed_dates as changed
-                on changed.district_code = enrolled_days.district_code
-                and changed.calendar_id = enrolled_days.calendar_id
-                and changed.date = enrolled_days.date
+            select {{ rows }}.district_code, {{ rows }}.person_id, {{ rows }}.calendar_id, {{ rows }}.date
+            from {{ target_relation if rows == 'existing' else 'enrolled_days' }} as {{ rows }}
+            join pg_temp.att_day_aggregation__changed_{{ area }} as changed
+                on changed.district_code = {{ rows }}.district_code
+                {%- for column in columns %}
+                and changed.{{ column }} = {{ rows }}.{{ column }}
+                {%- endfor %}
+            {%- endfor %}
+            {%- endfor %}
             union all
             -- The days the as-of date reached since the district's last run.
             select enrolled_days.*

@@ -167,17 +167,19 @@
 {%- endmacro %}
 
 
-{#- pg_temp.att_day_aggregation__attendance_days: the model's attendance_days step for `options`. -#}
-{% macro att_day_aggregation_stage_attendance_days(options) -%}
-    {%- set stage_options = {'output': 'attendance_days'} -%}
+{#- pg_temp.att_day_aggregation__<step>: the model's `step` CTE ('attendance' or 'attendance_days') for
+    `options`, analyzed, so that the statements reading it are planned on its real size. Returns its name. -#}
+{% macro att_day_aggregation_stage(step, options, hash_joins_only=true) -%}
+    {%- set stage_options = {'output': step} -%}
     {%- do stage_options.update(options) -%}
-    {%- call statement('att_day_aggregation_attendance_days') -%}
-        {{ att_day_aggregation_planner(true) }}
-        drop table if exists pg_temp.att_day_aggregation__attendance_days;
-        create temporary table att_day_aggregation__attendance_days on commit drop as
+    {%- call statement('att_day_aggregation_' ~ step) -%}
+        {{ att_day_aggregation_planner(hash_joins_only) }}
+        drop table if exists pg_temp.att_day_aggregation__{{ step }};
+        create temporary table att_day_aggregation__{{ step }} on commit drop as
         {{ att_day_aggregation_render(stage_options) }};
-        analyze pg_temp.att_day_aggregation__attendance_days;
+        analyze pg_temp.att_day_aggregation__{{ step }};
     {%- endcall -%}
+    {{- return('pg_temp.att_day_aggregation__' ~ step) -}}
 {%- endmacro %}
 
 
@@ -185,7 +187,7 @@
     than an insert routed through the partitioned table), indexed, then swapped in for its partition. -#}
 {% macro att_day_aggregation_rebuild(target_relation, existing_relation, districts, replace_table) -%}
     {%- if districts | length > 0 -%}
-        {%- do att_day_aggregation_stage_attendance_days({'districts': districts}) -%}
+        {%- do att_day_aggregation_stage('attendance_days', {'districts': districts}) -%}
         {%- call statement('att_day_aggregation_stage_index') -%}
             create index on pg_temp.att_day_aggregation__attendance_days using brin (district_code);
         {%- endcall -%}
@@ -246,16 +248,9 @@
     {%- set codes = windows | map(attribute='district_code') | list -%}
     {%- do att_day_aggregation_build_scope(target_relation, windows, as_of) -%}
     {%- set options = {'districts': codes, 'scope': 'pg_temp.att_day_aggregation__scope'} -%}
-    {%- call statement('att_day_aggregation_attendance') -%}
-        -- The scope's attendance rows first: their real count then guides the planner below.
-        drop table if exists pg_temp.att_day_aggregation__attendance;
-        create temporary table att_day_aggregation__attendance on commit drop as
-        {{ att_day_aggregation_render({'districts': codes, 'scope': options['scope'], 'output': 'attendance'}) }};
-        analyze pg_temp.att_day_aggregation__attendance;
-    {%- endcall -%}
-    {%- do options.update({'attendance': 'pg_temp.att_day_aggregation__attendance'}) -%}
-    {%- do att_day_aggregation_stage_attendance_days(options) -%}
-    {%- do options.update({'attendance_days': 'pg_temp.att_day_aggregation__attendance_days'}) -%}
+    {#- The scope's attendance rows first (a scan with a hashed probe, no joins to plan). -#}
+    {%- do options.update({'attendance': att_day_aggregation_stage('attendance', options, hash_joins_only=false)}) -%}
+    {%- do options.update({'attendance_days': att_day_aggregation_stage('attendance_days', options)}) -%}
     {%- call statement('att_day_aggregation_delete_rows') -%}
         {{ att_day_aggregation_planner(false) }}
         -- A district's rows never pass the as-of date of its last run: later keys need no lookup.

@@ -118,13 +118,11 @@ attendance as (
         present_minutes, modified_date
     from {{ ref('attendance') }}
     where date <= {{ as_of_date() }}
+        and {{ district_filter('district_code', districts) }}
     {%- if scope %}
         -- `not (... not in ...)` makes this one hashed probe per row of the scan, cheaper than the
         -- semi-join `in` becomes.
-        and {{ district_filter('district_code', districts) }}
         and not ((district_code, person_id, calendar_id, date) not in (select * from scope))
-    {%- else %}
-        and {{ district_filter('district_code', districts) }}
     {%- endif %}
     {%- endif %}
 ),
