@@ -72,25 +72,49 @@ def link_targets(markdown: str) -> Iterator[str]:
             yield match.group(1)
 
 
-def link_problem(target: str, bases: list[Path], entries: set[str]) -> str | None:
-    """Why a link target is wrong, or None when it names a file or folder of the repository."""
-    if not target or target.startswith("#"):
+def heading_anchors(markdown: str) -> set[str]:
+    """The anchors a code host gives the headings: lower case, punctuation dropped, spaces as hyphens."""
+    anchors: set[str] = set()
+    for line in FENCED_BLOCK.sub("", markdown).splitlines():
+        heading = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if heading:
+            slug = re.sub(r"[^\w\- ]", "", heading.group(1).lower()).replace(" ", "-")
+            anchor, number = slug, 0
+            while anchor in anchors:
+                number += 1
+                anchor = f"{slug}-{number}"
+            anchors.add(anchor)
+    return anchors
+
+
+def link_problem(target: str, bases: list[Path], entries: set[str], page: Path | None = None) -> str | None:
+    """Why a link target is wrong, or None when it names a file or folder of the repository.
+
+    With `page` (the markdown file holding the link), a #fragment must name a heading of the linked page.
+    """
+    if not target:
         return None
     if SCHEME.match(target) or target.startswith("//"):
         return "links outside the repository"
-    path = unquote(target.split("#", 1)[0].split("?", 1)[0])
-    if not path:
-        return None
+    path, _, fragment = unquote(target.split("?", 1)[0]).partition("#")
     if path.startswith("/"):
         return "is an absolute path"
-    for base in bases:
+    linked = page if not path else None
+    for base in bases if path else []:
         resolved = (base / path).resolve()
         if not resolved.is_relative_to(ROOT):
             continue
         relative = resolved.relative_to(ROOT).as_posix()
         if relative in entries or relative == ".":
-            return None
-    return "names no file of the repository"
+            linked = resolved
+            break
+    else:
+        if path:
+            return "names no file of the repository"
+    if fragment and page is not None and linked is not None and linked.suffix == ".md" \
+            and fragment not in heading_anchors(linked.read_text(encoding="utf-8")):
+        return f"names no heading #{fragment} of {linked.relative_to(ROOT).as_posix()}"
+    return None
 
 
 def yaml_descriptions(node: object) -> Iterator[str]:
@@ -117,7 +141,7 @@ def test_markdown_links_name_files_of_the_repository(files: list[str]) -> None:
     broken = []
     for page in pages:
         for target in link_targets((ROOT / page).read_text(encoding="utf-8")):
-            problem = link_problem(target, [(ROOT / page).parent], entries)
+            problem = link_problem(target, [(ROOT / page).parent], entries, ROOT / page)
             if problem:
                 broken.append(f"{page}: link {target!r} {problem}")
     assert not broken, "\n".join(broken)
@@ -134,6 +158,35 @@ def test_paths_quoted_in_the_docs_exist(files: list[str]) -> None:
             if QUOTED_PATH.match(quoted) and quoted.split("/")[0] in top_level and quoted.rstrip("/") not in entries \
                     and not is_build_output(quoted):
                 missing.append(f"{page}: `{quoted}` is not a file or folder of the repository")
+    assert not missing, "\n".join(missing)
+
+
+def dbt_unit_tests(files: list[str]) -> dict[str, str]:
+    """dbt unit test name -> the model it tests, from every YAML file of the dbt project."""
+    tests: dict[str, str] = {}
+    for name in files:
+        if name.startswith("dbt_project/") and name.endswith((".yml", ".yaml")):
+            document = yaml.safe_load((ROOT / name).read_text(encoding="utf-8")) or {}
+            for entry in document.get("unit_tests") or [] if isinstance(document, dict) else []:
+                tests[entry["name"]] = entry["model"]
+    return tests
+
+
+def test_tests_named_in_the_docs_exist(files: list[str]) -> None:
+    """Where the docs say a rule is tested, the test is still there: `test_...` is a pytest function,
+    `<model>_...` (a model that has unit tests) a dbt unit test."""
+    test_code = "\n".join((ROOT / name).read_text(encoding="utf-8") for name in files
+                          if name.startswith("tests/") and name.endswith(".py"))
+    unit_tests = dbt_unit_tests(files)
+    unit_tested = re.compile(r"(?:" + "|".join(sorted(set(unit_tests.values()))) + r")_\w+")
+    missing = []
+    for page in [name for name in markdown_pages(files) if name.startswith("docs/")]:
+        for span in CODE_SPAN.finditer(FENCED_BLOCK.sub("", (ROOT / page).read_text(encoding="utf-8"))):
+            quoted = span.group(0).strip("`").strip()
+            if re.fullmatch(r"test_\w+", quoted) and f"def {quoted}(" not in test_code:
+                missing.append(f"{page}: pytest function `{quoted}` does not exist")
+            elif unit_tested.fullmatch(quoted) and quoted not in unit_tests:
+                missing.append(f"{page}: dbt unit test `{quoted}` does not exist")
     assert not missing, "\n".join(missing)
 
 
@@ -179,6 +232,13 @@ def test_no_file_cites_a_machine_path_or_the_design_folder(files: list[str]) -> 
 def test_link_checker_itself(target: str, problem: str | None) -> None:
     entries = {"docs", "docs/domain.md", "orchestration", "orchestration/cli.py"}
     assert link_problem(target, [ROOT], entries) == problem
+
+
+def test_heading_anchors() -> None:
+    text = ("# Domain rules\n## District source data (the data contract)\n"
+            "## Aggregated attendance: att_day_aggregation\n```\n# not a heading\n```\n## Codes\n### Codes\n")
+    assert heading_anchors(text) == {"domain-rules", "district-source-data-the-data-contract",
+                                     "aggregated-attendance-att_day_aggregation", "codes", "codes-1"}
 
 
 def test_links_inside_code_are_not_links() -> None:
