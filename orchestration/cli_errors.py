@@ -108,8 +108,7 @@ def _database_failure(error: BaseException, args: argparse.Namespace | None) -> 
     state = getattr(error, "sqlstate", None) or ""
     text = first_line(error)
     if isinstance(error, psycopg.OperationalError) and (not state or state.startswith(LOST_SERVER_STATES)):
-        return CommandFailure(f"the database server at {server_named_in(text)} cannot be reached or the "
-                              f"connection was lost ({text}); check that it is running and try again", FAILED)
+        return _server_failure(text)
     command = _rights_command(args)
     if isinstance(error, psycopg.errors.InsufficientPrivilege):
         user = connected_user()
@@ -126,6 +125,16 @@ def _database_failure(error: BaseException, args: argparse.Namespace | None) -> 
     if isinstance(error, psycopg.OperationalError):  # lock timeouts, cancelled statements, ...
         return CommandFailure(f"the database stopped the command: {text}", FAILED)
     return None
+
+
+def _server_failure(text: str) -> CommandFailure:
+    server = server_named_in(text)
+    if _SERVER_IN_TEXT.search(text):  # libpq names the server when it cannot connect at all
+        reason = text.rsplit("failed:", 1)[-1].strip()
+        return CommandFailure(f"the database server at {server} cannot be reached ({reason}); check that it is "
+                              f"running and accepts connections, then try again", FAILED)
+    return CommandFailure(f"the connection to the database server at {server} was lost ({text}); check that "
+                          f"the server is running, then try again", FAILED)
 
 
 def _rights_command(args: argparse.Namespace | None) -> str | None:
