@@ -35,6 +35,8 @@ TIME_ZONE_VARIABLE = "ATTENDANCE_TIMEZONE"
 DEFAULT_TIME_ZONE = "America/Denver"
 # dbt options that select nodes; a selection that matches nothing must fail, not "succeed" with nothing done.
 SELECTION_OPTIONS = frozenset({"--select", "-s", "--models", "-m", "--selector"})
+# Commands that run what they select and record it in run_results.json (`ls` and `show` write none).
+RUNNING_COMMANDS = frozenset({"build", "run", "test", "seed", "snapshot"})
 # Makes dbt fail (instead of warn) on a selection criterion that matches no node, naming the criterion.
 NO_MATCH_IS_AN_ERROR = ("--warn-error-options", json.dumps({"error": ["NoNodesForSelectionCriteria"]}))
 
@@ -185,10 +187,10 @@ def selection_error(args: list[str], stdout: str, returncode: int, nodes: list[N
     unmatched = [line.split("criterion", 1)[1].split("does not match", 1)[0].strip()
                  for line in stdout.splitlines() if "does not match any enabled nodes" in line and "criterion" in line]
     if unmatched:
-        return (f"dbt {args[0]}: --select {selection!r}: {', '.join(unmatched)} matches no model, test or seed "
-                f"of the dbt project; nothing was built")
-    if returncode == 0 and not nodes:
-        return f"dbt {args[0]}: --select {selection!r} selects nothing to {args[0]}; nothing was built"
+        return (f"dbt {args[0]}: the selection criterion {', '.join(unmatched)} matches no model, test or seed "
+                f"of the dbt project; nothing ran")
+    if returncode == 0 and not nodes and args[0] in RUNNING_COMMANDS:
+        return f"dbt {args[0]}: --select {selection!r} selects nothing to {args[0]}; nothing ran"
     return None
 
 

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from orchestration import cli_errors, database
+from orchestration import cli_errors, database, dbt_runner
 from orchestration.landing_load import load_districts
 from orchestration.registry import District, write_registry
 from tests.conftest import landing_checksums, unique_name
@@ -166,6 +166,17 @@ def test_build_of_a_model_that_does_not_exist_fails(state_db: str) -> None:
     result = run_cli("build", "--select", "no_such_model")
     assert result.returncode == 1
     assert_one_clear_message(result, "no_such_model", "matches no model")
+
+
+def test_a_selection_that_runs_nothing_is_a_failure_of_the_runner() -> None:
+    assert dbt_runner.selection_of(["build", "--select", "a", "b", "--exclude", "c", "--vars", "{}"]) == "a b"
+    assert dbt_runner.selection_of(["build", "--select=+a", "--full-refresh"]) == "+a"
+    assert dbt_runner.selection_of(["build", "--vars", "{}"]) is None
+    # dbt exits 0 when `--select a --exclude a` leaves nothing; the runner does not.
+    error = dbt_runner.selection_error(["build", "--select", "a", "--exclude", "a"], "", 0, [])
+    assert error == "dbt build: --select 'a' selects nothing to build; nothing ran"
+    assert dbt_runner.selection_error(["ls", "--select", "a"], "", 0, []) is None  # ls records no run results
+    assert dbt_runner.selection_error(["build"], "", 0, []) is None
 
 
 def test_resync_of_an_unknown_object_is_refused(state_db: str, make_district: Callable[..., District]) -> None:
