@@ -133,7 +133,7 @@ def cmd_build(args: argparse.Namespace) -> int:
                          full_refresh=args.full_refresh)
     print(result.stdout.rstrip())
     if not result.success:
-        print(result.failure_message, file=sys.stderr)
+        print(f"attendance-sync: {result.failure_message}", file=sys.stderr)
         return 1
     return 0
 
@@ -200,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(handler=handler)
+        # Also after the command name; SUPPRESS keeps a --debug given before it.
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         return sub
 
     db = add("db", cmd_db, "Manage the embedded PostgreSQL server (used when no PG* settings are set).")

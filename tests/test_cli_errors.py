@@ -165,7 +165,7 @@ def test_rights_for_a_role_that_does_not_exist(state_db: str, action: str) -> No
 def test_build_of_a_model_that_does_not_exist_fails(state_db: str) -> None:
     result = run_cli("build", "--select", "no_such_model")
     assert result.returncode == 1
-    assert_one_clear_message(result, "no_such_model", "matches no model")
+    assert_one_clear_message(result, "attendance-sync: dbt build", "no_such_model", "matches no model")
 
 
 def test_a_selection_that_runs_nothing_is_a_failure_of_the_runner() -> None:
@@ -204,6 +204,13 @@ def test_unexpected_error_is_one_line_with_a_hint_and_a_traceback_only_when_debu
     monkeypatch.setenv(cli_errors.DEBUG_VARIABLE, "1")
     assert cli_errors.report(raised(RuntimeError("boom")), None) == 1
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_debug_shows_the_traceback_before_the_message(state_db: str) -> None:
+    missing = unique_name("nobody")
+    result = run_cli("rights", "show", missing, env={cli_errors.DEBUG_VARIABLE: "1"})
+    assert result.returncode == 2 and "Traceback" in result.stderr
+    assert missing in result.stderr.strip().splitlines()[-1]
 
 
 def test_interrupt_exits_130(capsys: pytest.CaptureFixture[str]) -> None:
