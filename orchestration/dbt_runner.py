@@ -19,7 +19,7 @@ import sys
 import tempfile
 import zoneinfo
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -123,18 +123,10 @@ def state_time_zone() -> str:
     return name
 
 
-def default_as_of_date(now: datetime | None = None) -> date:
-    """The last complete day: yesterday in the state's time zone (what dbt uses without an as_of_date var).
-
-    Today is not over (the nightly run starts before any attendance is taken), so it never counts.
-    """
-    moment = now or datetime.now(tz=zoneinfo.ZoneInfo("UTC"))
-    return moment.astimezone(zoneinfo.ZoneInfo(state_time_zone())).date() - timedelta(days=1)
-
-
 def dbt_vars(districts: list[str] | None = None, as_of_date: date | None = None) -> dict[str, object]:
     """The `--vars` of a run: the district selection (None or empty = every district), the as-of date
-    (None: dbt's default, yesterday in the state's time zone) and that time zone."""
+    (None: dbt's default, the last complete day: yesterday in the state's time zone, see
+    macros/as_of_date.sql) and that time zone."""
     values: dict[str, object] = {"state_time_zone": state_time_zone()}
     if districts:
         values["districts"] = [validate_code(code) for code in dict.fromkeys(districts)]

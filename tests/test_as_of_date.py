@@ -16,15 +16,6 @@ from orchestration.landing_load import load_districts
 from orchestration.registry import District
 
 
-def test_default_is_yesterday_in_the_state_time_zone(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(dbt_runner.TIME_ZONE_VARIABLE, raising=False)
-    # 06:30 UTC on 10 January is still 9 January in Denver (23:30 MST): the last complete day there is the 8th.
-    assert dbt_runner.default_as_of_date(datetime(2026, 1, 10, 6, 30, tzinfo=UTC)) == date(2026, 1, 8)
-    assert dbt_runner.default_as_of_date(datetime(2026, 1, 10, 7, 30, tzinfo=UTC)) == date(2026, 1, 9)
-    monkeypatch.setenv(dbt_runner.TIME_ZONE_VARIABLE, "Asia/Tokyo")
-    assert dbt_runner.default_as_of_date(datetime(2026, 1, 10, 6, 30, tzinfo=UTC)) == date(2026, 1, 9)
-
-
 def test_an_unknown_time_zone_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(dbt_runner.TIME_ZONE_VARIABLE, "Mars/Olympus_Mons")
     with pytest.raises(ValueError, match="ATTENDANCE_TIMEZONE='Mars/Olympus_Mons' is not a known time zone"):
