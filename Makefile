@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | md5sum | cut -c1-12)
 
-.PHONY: install demo test lint unit manifest browser ui benchmark benchmark-bie db-start db-stop clean
+.PHONY: install demo test lint unit manifest browser ui benchmark benchmark-bie db-start db-stop clean \
+	clean-warehouse-data
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +49,18 @@ db-start: install
 db-stop: install
 	$(BIN)/attendance-sync db stop
 
+# Build output only (dbt artifacts and logs, caches, packaging metadata, test artifacts). The warehouse's
+# data in .local/ is never touched here: it goes only with `make clean-warehouse-data`.
 clean:
-	-$(BIN)/attendance-sync db stop
-	rm -rf .local dbt_project/target dbt_project/logs
+	rm -rf dbt_project/target dbt_project/logs logs .pytest_cache .ruff_cache \
+		.hypothesis test-artifacts *.egg-info
+	find orchestration tests -type d -name __pycache__ -prune -exec rm -rf {} +
+
+# Deletes the warehouse: everything in .local/ (the embedded PostgreSQL data with landing, state and reports,
+# the demo district databases, the demo registry, Dagster's run history). Stops the embedded server first;
+# refuses to delete anything when it cannot be stopped.
+clean-warehouse-data:
+	@echo "deleting the warehouse data in .local/: landing, state and reports, demo district databases," \
+		"Dagster run history"
+	if [ -x $(BIN)/attendance-sync ]; then $(BIN)/attendance-sync db stop; fi
+	rm -rf .local

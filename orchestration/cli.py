@@ -19,6 +19,21 @@ def _codes(values: Sequence[str] | None) -> list[str] | None:
     return [code.strip() for value in values for code in value.split(",") if code.strip()]
 
 
+def _whole_number(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type for a bounded whole number, so a bad count is refused before anything runs."""
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+        if number < minimum or (maximum is not None and number > maximum):
+            bounds = f"from {minimum} to {maximum}" if maximum is not None else f"{minimum} or more"
+            raise argparse.ArgumentTypeError(f"{number} is out of range (must be {bounds})")
+        return number
+
+    return parse
+
+
 def _date(value: str) -> dt.date:
     try:
         return dt.date.fromisoformat(value)
@@ -70,11 +85,6 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
     if args.districts is not None:
         districts = demo_data.demo_registry(args.districts)
-        path = local_dir() / "demo" / "districts.yml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_registry(path, districts)
-        print(f"wrote a registry of {args.districts} demo districts to {path}; "
-              f"use it with ATTENDANCE_REGISTRY={path} or --registry {path}")
     else:
         districts = [d for d in load_registry() if d.source.kind == "database"]
     defaults = demo_data.DemoSize()
@@ -83,6 +93,13 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
         schools_per_district=args.schools or defaults.schools_per_district,
         students_per_district=args.students or defaults.students_per_district,
         end_year=args.end_year, today=args.today, seed=args.seed)
+    size.validate()  # a bad size is refused before the demo registry is overwritten
+    if args.districts is not None:
+        path = local_dir() / "demo" / "districts.yml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_registry(path, districts)
+        print(f"wrote a registry of {args.districts} demo districts to {path}; "
+              f"use it with ATTENDANCE_REGISTRY={path} or --registry {path}")
     summary = demo_data.generate_demo(districts, size)
     print(summary.describe())
     return 0
@@ -116,7 +133,7 @@ def cmd_build(args: argparse.Namespace) -> int:
                          full_refresh=args.full_refresh)
     print(result.stdout.rstrip())
     if not result.success:
-        print(result.failure_message, file=sys.stderr)
+        print(f"attendance-sync: {result.failure_message}", file=sys.stderr)
         return 1
     return 0
 
@@ -176,11 +193,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="attendance-sync",
         description="Keep the State Edition true: load districts into landing, build the state tables with dbt.")
     parser.add_argument("--registry", help="district registry file (default: $ATTENDANCE_REGISTRY or districts.yml)")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an unexpected error (also ATTENDANCE_DEBUG=1)")
     commands = parser.add_subparsers(dest="name", required=True, metavar="COMMAND")
 
     def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(handler=handler)
+        # Also after the command name; SUPPRESS keeps a --debug given before it.
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         return sub
 
     db = add("db", cmd_db, "Manage the embedded PostgreSQL server (used when no PG* settings are set).")
@@ -192,23 +213,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo_data = add("demo-data", cmd_demo_data,
                     "Create realistic demo district databases (deterministic from a seed).")
-    demo_data.add_argument("--districts", type=int, help="number of districts (writes a demo registry)")
-    demo_data.add_argument("--schools", type=int, help="schools per district")
-    demo_data.add_argument("--students", type=int, help="students per district")
+    demo_data.add_argument("--districts", type=_whole_number(1, 99),
+                           help="number of districts, 1 to 99 (writes a demo registry)")
+    demo_data.add_argument("--schools", type=_whole_number(1), help="schools per district")
+    demo_data.add_argument("--students", type=_whole_number(1, 40_000), help="students per district")
     demo_data.add_argument("--end-year", type=int, help="school year by its end year (default: the current one)")
     demo_data.add_argument("--today", type=_date, help="the generator's today (default: today)")
-    demo_data.add_argument("--seed", type=int, default=42)
+    demo_data.add_argument("--seed", type=_whole_number(0), default=42)
 
     simulate = add("simulate", cmd_simulate,
                    "Advance the demo's simulated clock by N school days, applying each day's district activity.")
-    simulate.add_argument("--days", type=int, required=True)
-    simulate.add_argument("--seed", type=int, help="seed for the simulated activity (default: the demo's seed)")
+    simulate.add_argument("--days", type=_whole_number(0), required=True,
+                          help="school days to simulate (0: only print the simulated date)")
+    simulate.add_argument("--seed", type=_whole_number(0),
+                          help="seed for the simulated activity (default: the demo's seed)")
 
     build = add("build", cmd_build, "Run dbt (build, run or test) on the state models.")
     build.add_argument("command", nargs="?", default="build", choices=["build", "run", "test"])
     build.add_argument("--select", help="dbt selector, e.g. +att_day_aggregation")
     build.add_argument("--districts", action="append", metavar="CODES", help="only these districts (D01,D03)")
-    build.add_argument("--as-of-date", type=_date, help="the build's as-of date (default: today)")
+    build.add_argument("--as-of-date", type=_date,
+                       help="the build's as-of date (default: yesterday in $ATTENDANCE_TIMEZONE)")
     build.add_argument("--full-refresh", action="store_true", help="recompute the aggregation from scratch")
 
     demo = add("demo", cmd_demo, "The demo resync: demo districts, landing load, dbt build, summary.")
@@ -225,17 +250,19 @@ def build_parser() -> argparse.ArgumentParser:
     resync.add_argument("--objects", action="append", metavar="MODELS",
                         help="state models, e.g. att_day_aggregation (default: every object)")
     resync.add_argument("--check-dependencies", action="store_true", help="also resync every parent object")
-    resync.add_argument("--as-of-date", type=_date, help="the build's as-of date (default: today)")
+    resync.add_argument("--as-of-date", type=_date,
+                        help="the build's as-of date (default: yesterday in $ATTENDANCE_TIMEZONE)")
 
     refresh = add("refresh-aggregation", cmd_refresh_aggregation,
                   "Attendance Aggregation Refresh through Dagster: recompute att_day_aggregation and its reports.")
     refresh.add_argument("--districts", action="append", metavar="CODES", help="D01,D03 (default: every district)")
-    refresh.add_argument("--as-of-date", type=_date, help="the build's as-of date (default: today)")
+    refresh.add_argument("--as-of-date", type=_date,
+                         help="the build's as-of date (default: yesterday in $ATTENDANCE_TIMEZONE)")
 
     add("status", cmd_status, "Each district's last successful load and build, and how stale it is.")
 
     ui = add("ui", cmd_ui, "Start the Dagster UI (and daemon) on 127.0.0.1 against this warehouse.")
-    ui.add_argument("--port", type=int, default=3000)
+    ui.add_argument("--port", type=_whole_number(1, 65535), default=3000)
 
     bench = add("benchmark", cmd_benchmark, "Measure load and build speed side by side; write a report.")
     bench.add_argument("--size", choices=["demo", "bie"], default="demo")
@@ -245,18 +272,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Every failure ends here in one line on stderr and a non-zero exit code
+    (orchestration/cli_errors.py): 2 refused, 1 failed, 130 interrupted."""
+    from orchestration import cli_errors
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.registry:
         os.environ["ATTENDANCE_REGISTRY"] = str(Path(args.registry).resolve())
-    from orchestration.registry import RegistryError
-    from orchestration.tool_rights import PermissionDenied
-
     try:
+        cli_errors.check_settings()
         return int(args.handler(args))
-    except (RegistryError, PermissionDenied) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except (Exception, KeyboardInterrupt) as error:  # cli_errors decides what the user sees
+        return cli_errors.report(error, args)
 
 
 if __name__ == "__main__":

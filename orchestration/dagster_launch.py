@@ -127,13 +127,13 @@ def _report(job_name: str, result: LaunchResult) -> int:
     print(f"{job_name} run {result.run_id} {status} in {result.duration_s:.1f}s: "
           f"{result.materializations} asset partition(s) materialized, {result.failed_checks} failed check(s)")
     if result.error:
-        print(f"error: {result.error}", file=sys.stderr)
+        print(f"attendance-sync: {result.error}", file=sys.stderr)
     print(f"run history: attendance-sync ui, then Runs -> {result.run_id[:8]}")
     return result.exit_code
 
 
 def _refuse(error: Exception) -> int:
-    print(f"error: {error}", file=sys.stderr)
+    print(f"attendance-sync: {error}", file=sys.stderr)
     return 2
 
 

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import zoneinfo
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -29,6 +30,15 @@ from orchestration.registry import validate_code
 DBT_COMMAND = (sys.executable, "-c", "import sys; from dbt.cli.main import cli; sys.argv[0] = 'dbt'; sys.exit(cli())")
 # Node statuses in run_results.json that make a run fail (warnings do not).
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
+# The state's time zone decides which day is "yesterday", the default as-of date (dbt var state_time_zone).
+TIME_ZONE_VARIABLE = "ATTENDANCE_TIMEZONE"
+DEFAULT_TIME_ZONE = "America/Denver"
+# dbt options that select nodes; a selection that matches nothing must fail, not "succeed" with nothing done.
+SELECTION_OPTIONS = frozenset({"--select", "-s", "--models", "-m", "--selector"})
+# Commands that run what they select and record it in run_results.json (`ls` and `show` write none).
+RUNNING_COMMANDS = frozenset({"build", "run", "test", "seed", "snapshot"})
+# Makes dbt fail (instead of warn) on a selection criterion that matches no node, naming the criterion.
+NO_MATCH_IS_AN_ERROR = ("--warn-error-options", json.dumps({"error": ["NoNodesForSelectionCriteria"]}))
 
 
 @dataclass(frozen=True)
@@ -55,10 +65,11 @@ class DbtRunResult:
     stderr: str
     run_results: dict[str, Any] | None
     nodes: list[NodeResult] = field(default_factory=list)
+    error: str | None = None  # the runner's own verdict (e.g. a selection that matched nothing)
 
     @property
     def success(self) -> bool:
-        return self.returncode == 0
+        return self.returncode == 0 and self.error is None
 
     def node(self, unique_id: str) -> NodeResult:
         return next(node for node in self.nodes if node.unique_id == unique_id)
@@ -68,6 +79,8 @@ class DbtRunResult:
         """What went wrong, readable: the failing nodes' messages, else dbt's own error text."""
         if self.success:
             return ""
+        if self.error:
+            return self.error
         failed = [f"{node.unique_id}: {(node.message or node.status).strip()}" for node in self.nodes if node.failed]
         if failed:
             return f"dbt {self.command_name} failed:\n" + "\n".join(failed)
@@ -100,9 +113,21 @@ def _error_text(stdout: str, stderr: str, max_lines: int = 40) -> str:
     return text.strip()
 
 
+def state_time_zone() -> str:
+    """The state's IANA time zone: $ATTENDANCE_TIMEZONE, default America/Denver (refused when unknown)."""
+    name = os.environ.get(TIME_ZONE_VARIABLE, "").strip() or DEFAULT_TIME_ZONE
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        raise ValueError(f"{TIME_ZONE_VARIABLE}={name!r} is not a known time zone (e.g. {DEFAULT_TIME_ZONE})") from None
+    return name
+
+
 def dbt_vars(districts: list[str] | None = None, as_of_date: date | None = None) -> dict[str, object]:
-    """The `--vars` of a run: the district selection (None or empty = every district) and the as-of date."""
-    values: dict[str, object] = {}
+    """The `--vars` of a run: the district selection (None or empty = every district), the as-of date
+    (None: dbt's default, the last complete day: yesterday in the state's time zone, see
+    macros/as_of_date.sql) and that time zone."""
+    values: dict[str, object] = {"state_time_zone": state_time_zone()}
     if districts:
         values["districts"] = [validate_code(code) for code in dict.fromkeys(districts)]
     if as_of_date is not None:
@@ -123,12 +148,42 @@ def dbt_args(args: list[str], *, districts: list[str] | None = None, as_of_date:
         command += ["--target-path", str(target_path)]
     if log_path is not None:
         command += ["--log-path", str(log_path)]
-    values = dbt_vars(districts, as_of_date)
-    if values:
-        command += ["--vars", json.dumps(values, sort_keys=True)]
+    if selection_of(args):
+        command += NO_MATCH_IS_AN_ERROR
+    command += ["--vars", json.dumps(dbt_vars(districts, as_of_date), sort_keys=True)]
     if full_refresh:
         command.append("--full-refresh")
     return command
+
+
+def selection_of(args: list[str]) -> str | None:
+    """The node selection given in dbt arguments (`--select a b --exclude c` -> "a b"), None without one."""
+    chosen: list[str] = []
+    taking = False
+    for arg in args:
+        if arg.startswith("-"):
+            name, _, value = arg.partition("=")
+            taking = name in SELECTION_OPTIONS
+            if taking and value:
+                chosen.append(value)
+        elif taking:
+            chosen.append(arg)
+    return " ".join(chosen) if chosen else None
+
+
+def selection_error(args: list[str], stdout: str, returncode: int, nodes: list[NodeResult]) -> str | None:
+    """Why a run with a selection is a failure although dbt may have exited 0: it selected no node."""
+    selection = selection_of(args)
+    if selection is None:
+        return None
+    unmatched = [line.split("criterion", 1)[1].split("does not match", 1)[0].strip()
+                 for line in stdout.splitlines() if "does not match any enabled nodes" in line and "criterion" in line]
+    if unmatched:
+        return (f"dbt {args[0]}: the selection criterion {', '.join(unmatched)} matches no model, test or seed "
+                f"of the dbt project; nothing ran")
+    if returncode == 0 and not nodes and args[0] in RUNNING_COMMANDS:
+        return f"dbt {args[0]}: --select {selection!r} selects nothing to {args[0]}; nothing ran"
+    return None
 
 
 def dbt_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -162,7 +217,8 @@ def run_dbt(args: list[str], *, districts: list[str] | None = None, as_of_date: 
     """Run one dbt command (e.g. `["build", "--select", "+attendance"]`) and collect its results.
 
     `districts` limits the state models to those districts (None: every district of the registry);
-    `as_of_date` pins the aggregation's and reports' as-of date (None: today in the state's time zone).
+    `as_of_date` pins the aggregation's and reports' as-of date (None: yesterday in the state's time zone,
+    the last complete day). A selection (`--select`) that matches no node makes the run fail.
     The result never raises on a dbt failure: check `success` or call `raise_for_failure()`.
     """
     log_path = settings.local_dir() / "dbt" / "logs"
@@ -177,5 +233,6 @@ def run_dbt(args: list[str], *, districts: list[str] | None = None, as_of_date: 
         completed = subprocess.run([*DBT_COMMAND, *arguments], env=environment, capture_output=True, text=True,
                                    timeout=timeout, cwd=settings.PROJECT_ROOT, check=False)
         run_results, nodes = _read_run_results(target)
-    return DbtRunResult(args=arguments, returncode=completed.returncode, stdout=completed.stdout,
-                        stderr=completed.stderr, run_results=run_results, nodes=nodes)
+    error = selection_error(arguments, completed.stdout, completed.returncode, nodes)
+    return DbtRunResult(args=arguments, returncode=completed.returncode or (1 if error else 0), stdout=completed.stdout,
+                        stderr=completed.stderr, run_results=run_results, nodes=nodes, error=error)

@@ -35,11 +35,13 @@ def dagster_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterEnv
         yield env
 
 
-def test_dbt_build_args() -> None:
-    assert dbt_build_args() == ["build"]
+def test_dbt_build_args(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ATTENDANCE_TIMEZONE", raising=False)
+    assert dbt_build_args() == ["build", "--vars", json.dumps({"state_time_zone": "America/Denver"})]
     assert dbt_build_args(select=["+attendance"], districts=["D03", "D01"], as_of_date="2026-09-02",
                           full_refresh=True) == [
-        "build", "--select", "+attendance", "--vars", json.dumps({"districts": ["D01", "D03"],
+        "build", "--select", "+attendance", "--vars", json.dumps({"state_time_zone": "America/Denver",
+                                                                  "districts": ["D01", "D03"],
                                                                   "as_of_date": "2026-09-02"}), "--full-refresh"]
 
 

@@ -37,13 +37,15 @@ def test_dbt_args_puts_the_project_options_and_vars_after_the_subcommand() -> No
     assert args[:3] == ["build", "--select", "+attendance"]
     assert args[args.index("--project-dir") + 1].endswith("dbt_project")
     assert args[args.index("--profiles-dir") + 1].endswith("profiles")
-    assert json.loads(args[args.index("--vars") + 1]) == {"districts": ["D01", "D03"], "as_of_date": "2026-09-02"}
+    assert json.loads(args[args.index("--vars") + 1]) == {"districts": ["D01", "D03"], "as_of_date": "2026-09-02",
+                                                          "state_time_zone": dbt_runner.state_time_zone()}
     assert args[-1] == "--full-refresh"
 
 
-def test_dbt_args_without_selection_passes_no_vars() -> None:
+def test_dbt_args_without_selection_passes_only_the_time_zone() -> None:
     args = dbt_runner.dbt_args(["run"], districts=[], target_path=None)
-    assert "--vars" not in args and "--full-refresh" not in args and "--target-path" not in args
+    assert json.loads(args[args.index("--vars") + 1]) == {"state_time_zone": dbt_runner.state_time_zone()}
+    assert "--full-refresh" not in args and "--target-path" not in args
 
 
 def test_dbt_args_refuses_bad_codes_and_a_missing_subcommand() -> None:

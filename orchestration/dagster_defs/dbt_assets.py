@@ -38,6 +38,7 @@ from psycopg import sql
 from orchestration import database
 from orchestration.dagster_defs.project import dbt_project, manifest
 from orchestration.dagster_defs.resources import AttendanceDbtCliResource
+from orchestration.dbt_runner import state_time_zone
 from orchestration.writer_lock import state_writer_lock
 
 # The concurrency pool of every step that writes landing or state tables (limit 1 in dagster.yaml).
@@ -84,7 +85,7 @@ class DbtBuildConfig(Config):
     """Run options of the dbt step (Launchpad: ops -> <dbt op> -> config)."""
 
     full_refresh: bool = False  # --full-refresh: recompute incremental models (the Aggregation Refresh)
-    as_of_date: str | None = None  # ISO date for att_day_aggregation and the reports; default today
+    as_of_date: str | None = None  # ISO date for att_day_aggregation and the reports; default yesterday
 
 
 def dbt_build_args(*, select: Sequence[str] | None = None, districts: Sequence[str] | None = None,
@@ -93,13 +94,13 @@ def dbt_build_args(*, select: Sequence[str] | None = None, districts: Sequence[s
     args = ["build"]
     if select:
         args += ["--select", " ".join(select)]
-    dbt_vars: dict[str, Any] = {}
+    # The state's time zone always goes along: it decides the default as-of date (yesterday there).
+    dbt_vars: dict[str, Any] = {"state_time_zone": state_time_zone()}
     if districts is not None:
         dbt_vars["districts"] = sorted(districts)
     if as_of_date:
         dbt_vars["as_of_date"] = as_of_date
-    if dbt_vars:
-        args += ["--vars", json.dumps(dbt_vars)]
+    args += ["--vars", json.dumps(dbt_vars)]
     if full_refresh:
         args.append("--full-refresh")
     return args

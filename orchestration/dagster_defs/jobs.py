@@ -75,12 +75,12 @@ class ResyncConfig(Config):
                                description="Model names to resync (e.g. att_day_aggregation); empty = every model.")
     check_dependencies: bool = Field(default=False,
                                      description="Also rebuild every model the objects depend on, parents first.")
-    as_of_date: str | None = Field(default=None, description="ISO as-of date; default today in the state.")
+    as_of_date: str | None = Field(default=None, description="ISO as-of date; default yesterday in the state.")
 
 
 class RefreshConfig(Config):
     districts: list[str] = Field(default_factory=list, description="District codes; empty = every district.")
-    as_of_date: str | None = Field(default=None, description="ISO as-of date; default today in the state.")
+    as_of_date: str | None = Field(default=None, description="ISO as-of date; default yesterday in the state.")
 
 
 def resolve_districts(codes: Sequence[str]) -> list[str]:
