@@ -61,9 +61,9 @@ def cmd_load(args: argparse.Namespace) -> int:
     except StateDatabaseUnavailable as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    except psycopg.OperationalError as error:  # the state server went away around the loads
+    except psycopg.OperationalError as error:  # the state server is gone (the writer lock's connection failed)
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-        print(f"error: lost the connection to the state database: {reason}", file=sys.stderr)
+        print(f"error: the state database is unreachable: {reason}", file=sys.stderr)
         return 1
     for result in results:
         print(result.describe())

@@ -118,6 +118,8 @@ class DatabaseSource:
                     for chunk in out:
                         into.write(chunk)
             except psycopg.OperationalError as error:
+                if not self.conn.closed:
+                    raise  # the state side failed, reported by the loader
                 raise SourceError(f"lost the connection to the district database while reading: {_reason(error)}",
                                   table=spec.name) from None
         return names
@@ -219,8 +221,7 @@ class ExtractSource:
             if name in seen:
                 shown = f"column {name}" if name else "an empty column name"
                 raise SourceError(f"extract file {path.name}: {shown} appears twice in the header "
-                                  f"(columns {seen[name]} and {position})", table=spec.name,
-                                  column=name or None)
+                                  f"(columns {seen[name]} and {position})", table=spec.name)
             seen[name] = position
         return header
 
