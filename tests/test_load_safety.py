@@ -204,6 +204,32 @@ def test_resync_job_config_allows_a_mass_delete(
         assert allowed_by.startswith("run ") and allowed_by.endswith("config allow_mass_delete")
 
 
+def test_landing_asset_config_allows_a_mass_delete(
+        state_db: str, make_district: MakeDistrict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dagster import DagsterInstance, StaticPartitionsDefinition, materialize
+
+    from orchestration.dagster_defs.landing_assets import build_landing_assets
+
+    district = make_district("D01")
+    add_attendance(district)
+    monkeypatch.setenv("ATTENDANCE_REGISTRY", str(registry_file(tmp_path / "registry.yml", [district])))
+    assert load_districts([district])[0].ok
+    with district_conn(district) as source:
+        source.execute("delete from attendance")
+    assets = build_landing_assets(StaticPartitionsDefinition(["D01"]))
+
+    def run(config: dict[str, Any]) -> bool:
+        with DagsterInstance.ephemeral() as instance:
+            return materialize([assets], partition_key="D01", run_config=config, instance=instance,
+                               raise_on_error=False).success
+
+    assert not run({})
+    assert run({"ops": {"landing_load": {"config": {"allow_mass_delete": True}}}})
+    with database.connect() as conn:
+        assert live_rows(conn, "attendance", "D01") == 0
+        assert [row[:4] for row in overrides(conn)] == [("D01", "attendance", LIVE, LIVE)]
+
+
 # --- point 4: one snapshot per district database ----------------------------------------------------
 
 
