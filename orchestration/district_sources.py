@@ -12,7 +12,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import psycopg
 from psycopg import sql
@@ -145,23 +145,30 @@ def record_start_line(path: Path, record: int) -> int:
     """The physical line (1-based) where CSV record `record` (0 = the header) starts.
 
     Quoted fields may span lines, so record and line numbers differ; this re-reads the file, which is
-    done only to report an error. Past the end (or at a record the reader cannot parse), the line where
-    the last record started.
+    done only to report an error. Past the end, the line where the last record started.
     """
-    csv.field_size_limit(sys.maxsize)
-    start = 1
-    with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
-        reader = csv.reader(handle, strict=True)
-        index = 0
-        while True:
-            try:
-                next(reader)
-            except (StopIteration, csv.Error):
-                return start
-            if index == record:
-                return start
-            index += 1
-            start = reader.line_num + 1
+    previous_limit = csv.field_size_limit(sys.maxsize)  # COPY has no field size limit; neither may this
+    try:
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
+            return _start_line(csv.reader(handle), record)
+    finally:
+        csv.field_size_limit(previous_limit)
+
+
+def _start_line(reader: Any, record: int) -> int:
+    start, last_start, index = 1, 1, 0
+    while True:
+        try:
+            next(reader)
+        except StopIteration:
+            # COPY counts an unterminated quoted field (which runs to the end) past the last record.
+            return last_start
+        except csv.Error:
+            return start
+        if index == record:
+            return start
+        index += 1
+        last_start, start = start, reader.line_num + 1
 
 
 def first_invalid_utf8(path: Path) -> tuple[int, str] | None:

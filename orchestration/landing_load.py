@@ -5,6 +5,8 @@ SQL (types, codes, keys, parents), then diffed against the district's landing pa
 inserted, changed rows updated (their previous image kept in landing.superseded_row), vanished rows
 flagged deleted, unchanged rows left alone so their change stamp stays. Any problem rolls the whole
 district back and is reported with district, table, row and column; other districts still load.
+A load that would flag too many of a table's live rows deleted is refused before anything is applied
+(load_guard.py); a district database is read from one snapshot (district_sources.py).
 """
 
 from __future__ import annotations
