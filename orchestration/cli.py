@@ -63,12 +63,14 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 def cmd_load(args: argparse.Namespace) -> int:
     from orchestration.landing_load import load_districts
+    from orchestration.load_guard import FLAG
     from orchestration.registry import select_districts
     from orchestration.writer_lock import state_writer_lock
 
     districts = select_districts(_codes(args.district))
+    # A state server that cannot be reached or is lost ends in cli_errors' one message.
     with state_writer_lock("attendance-sync load"):
-        results = load_districts(districts)
+        results = load_districts(districts, allow_mass_delete=f"flag {FLAG}" if args.allow_mass_delete else None)
     for result in results:
         print(result.describe())
     failed = [r.district_code for r in results if not r.ok]
@@ -161,7 +163,7 @@ def cmd_resync(args: argparse.Namespace) -> int:
     from orchestration.dagster_launch import launch_resync
 
     return launch_resync(_codes(args.districts), _codes(args.objects), args.check_dependencies,
-                         as_of_date=args.as_of_date)
+                         as_of_date=args.as_of_date, allow_mass_delete=args.allow_mass_delete)
 
 
 def cmd_refresh_aggregation(args: argparse.Namespace) -> int:
@@ -210,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     load = add("load", cmd_load, "Copy district tables into landing, one district at a time, atomically.")
     load.add_argument("--district", action="append", metavar="CODE",
                       help="district code (repeat or comma-separate; default: every registered district)")
+    load.add_argument("--allow-mass-delete", action="store_true",
+                      help="allow a load to flag more than the limit of a table's rows deleted (recorded)")
 
     demo_data = add("demo-data", cmd_demo_data,
                     "Create realistic demo district databases (deterministic from a seed).")
@@ -250,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     resync.add_argument("--objects", action="append", metavar="MODELS",
                         help="state models, e.g. att_day_aggregation (default: every object)")
     resync.add_argument("--check-dependencies", action="store_true", help="also resync every parent object")
+    resync.add_argument("--allow-mass-delete", action="store_true",
+                        help="allow the reload to flag more than the limit of a table's rows deleted (recorded)")
     resync.add_argument("--as-of-date", type=_date,
                         help="the build's as-of date (default: yesterday in $ATTENDANCE_TIMEZONE)")
 

@@ -30,6 +30,7 @@ REFUSALS = frozenset({
 })
 FAILURES = frozenset({
     "orchestration.landing_load.DistrictLoadError",
+    "orchestration.landing_load.StateDatabaseUnavailable",
     "orchestration.district_sources.SourceError",
     "orchestration.embedded_postgres.EmbeddedPostgresError",
     "orchestration.dbt_runner.DbtRunError",

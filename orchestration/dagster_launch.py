@@ -138,7 +138,7 @@ def _refuse(error: Exception) -> int:
 
 
 def launch_resync(districts: list[str] | None, objects: list[str] | None, check_dependencies: bool,
-                  as_of_date: dt.date | None = None) -> int:
+                  as_of_date: dt.date | None = None, allow_mass_delete: bool = False) -> int:
     """The resync tool through Dagster: reload the districts' landing, then build the objects.
 
     `districts` None or empty means every district, `objects` None or empty every model; with
@@ -161,6 +161,8 @@ def launch_resync(districts: list[str] | None, objects: list[str] | None, check_
                               "check_dependencies": check_dependencies}
     if as_of_date:
         config["as_of_date"] = as_of_date.isoformat()
+    if allow_mass_delete:
+        config["allow_mass_delete"] = True
     print(f"resync of {', '.join(objects or ['every object'])} for {', '.join(codes)}"
           f"{' with Check Dependencies' if check_dependencies else ''}")
     return _report(RESYNC, launch_job(RESYNC, config))

@@ -6,10 +6,13 @@ validation happen afterwards in SQL, where a bad value can be reported with its 
 
 from __future__ import annotations
 
+import codecs
 import csv
+import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import psycopg
 from psycopg import sql
@@ -47,6 +50,10 @@ class DistrictSource(Protocol):
         """Stream the table's rows into `target` (text columns); return the column order used."""
         ...
 
+    def describe_row(self, spec: Table, row_number: int, key: str | None) -> str:
+        """How an error names the `row_number`-th row copied (1-based) of `spec`."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -65,8 +72,18 @@ class DatabaseSource:
         except psycopg.OperationalError as error:
             reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
             raise SourceError(f"cannot reach the district database ({source.describe()}): {reason}") from error
+        # One snapshot for the whole district: the catalog and every table are read in one repeatable-read
+        # transaction, so a SIS transaction committing mid-load (a new student and their attendance) is
+        # either wholly in the load or wholly out of it. The transaction starts with _columns() and ends
+        # when the source is closed.
+        self.conn.autocommit = False
+        self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         self.conn.read_only = True
-        self.columns = self._columns()
+        try:
+            self.columns = self._columns()
+        except psycopg.Error as error:
+            self.conn.close()
+            raise SourceError(f"cannot read the district database's catalog: {_reason(error)}") from None
 
     def _columns(self) -> dict[str, set[str]]:
         # pg_catalog, not information_schema: the latter hides tables the user may not read, which would
@@ -95,16 +112,88 @@ class DatabaseSource:
             sql.Identifier(spec.primary_key))
         load = sql.SQL("copy {} ({}) from stdin").format(target, sql.SQL(", ").join(sql.Identifier(n) for n in names))
         # Text format on both sides: rows pass through byte for byte, with no Python-side parsing.
-        with self.conn.cursor().copy(select) as out, state.cursor().copy(load) as into:
-            for chunk in out:
-                into.write(chunk)
+        with state.cursor().copy(load) as into:
+            try:
+                with self.conn.cursor().copy(select) as out:
+                    for chunk in out:
+                        into.write(chunk)
+            except psycopg.OperationalError as error:
+                if not self.conn.closed:
+                    raise  # the state side failed, reported by the loader
+                raise SourceError(f"lost the connection to the district database while reading: {_reason(error)}",
+                                  table=spec.name) from None
         return names
 
+    def describe_row(self, spec: Table, row_number: int, key: str | None) -> str:
+        return self.locator.describe(row_number, key, spec.primary_key)
+
     def close(self) -> None:
-        self.conn.close()
+        self.conn.close()  # also ends the read-only snapshot transaction (rolled back: nothing to keep)
+
+
+# PostgreSQL's limit of columns per table; the staging table has one more column, its row number.
+MAX_HEADER_COLUMNS = 1600 - 1
+_COPY_LINE = re.compile(r"\bline (\d+)\b")
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[-1] if text else type(error).__name__
+
+
+def record_start_line(path: Path, record: int) -> int:
+    """The physical line (1-based) where CSV record `record` (0 = the header) starts.
+
+    Quoted fields may span lines, so record and line numbers differ; this re-reads the file, which is
+    done only to report an error. Past the end, the line where the last record started.
+    """
+    previous_limit = csv.field_size_limit(sys.maxsize)  # COPY has no field size limit; neither may this
+    try:
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
+            return _start_line(csv.reader(handle), record)
+    finally:
+        csv.field_size_limit(previous_limit)
+
+
+def _start_line(reader: Any, record: int) -> int:
+    start, last_start, index = 1, 1, 0
+    while True:
+        try:
+            next(reader)
+        except StopIteration:
+            # COPY counts an unterminated quoted field (which runs to the end) past the last record.
+            return last_start
+        except csv.Error:
+            return start
+        if index == record:
+            return start
+        index += 1
+        last_start, start = start, reader.line_num + 1
+
+
+def first_invalid_utf8(path: Path) -> tuple[int, str] | None:
+    """The line and a description of the first byte sequence in `path` that is not UTF-8."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            carried = len(decoder.getstate()[0])  # an unfinished sequence from the previous chunk
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as error:
+                position = max(error.start - carried, 0)
+                return line + chunk[:position].count(b"\n"), f"byte 0x{error.object[error.start]:02x}"
+            line += chunk.count(b"\n")
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return line, "a truncated character at the end of the file"
+    return None
 
 
 class ExtractSource:
+    """CSV files, one per table (`<table>.csv`), with a header row naming the columns (any order)."""
+
     locator = RowLocator(by_line=True)
 
     def __init__(self, district: District) -> None:
@@ -113,18 +202,47 @@ class ExtractSource:
         if not self.folder.is_dir():
             raise SourceError(f"extract directory {self.folder} does not exist")
 
-    def copy_table(self, spec: Table, target: sql.Composable, state: psycopg.Connection) -> list[str]:
-        path = self.folder / f"{spec.name}.csv"
-        if not path.exists():
-            raise SourceError(f"extract file {path.name} is missing from {self.folder}", table=spec.name)
-        with open(path, newline="", encoding="utf-8") as handle:
+    def _path(self, spec: Table) -> Path:
+        return self.folder / f"{spec.name}.csv"
+
+    def _header(self, spec: Table, path: Path) -> list[str]:
+        if path.stat().st_size == 0:
+            raise SourceError(f"extract file {path.name} is empty (0 bytes, not even a header row)", table=spec.name)
+        # utf-8-sig: a byte order mark (as spreadsheet programs write) is not part of the first column name.
+        with open(path, newline="", encoding="utf-8-sig") as handle:
             try:
                 header = next(csv.reader(handle))
             except StopIteration:
                 raise SourceError(f"extract file {path.name} is empty (no header row)", table=spec.name) from None
-            except UnicodeDecodeError as error:
-                raise SourceError(f"extract file {path.name} is not UTF-8: {error}", table=spec.name) from None
+            except UnicodeDecodeError:
+                raise self._not_utf8(spec, path) from None
+            except csv.Error as error:
+                raise SourceError(f"extract file {path.name}: the header row cannot be read: {error}",
+                                  table=spec.name) from None
         header = [name.strip() for name in header]
+        if len(header) > MAX_HEADER_COLUMNS:
+            raise SourceError(f"extract file {path.name} has {len(header):,} columns in its header; at most "
+                              f"{MAX_HEADER_COLUMNS:,} are supported", table=spec.name)
+        seen: dict[str, int] = {}
+        for position, name in enumerate(header, start=1):
+            if name in seen:
+                shown = f"column {name}" if name else "an empty column name"
+                raise SourceError(f"extract file {path.name}: {shown} appears twice in the header "
+                                  f"(columns {seen[name]} and {position})", table=spec.name)
+            seen[name] = position
+        return header
+
+    def _not_utf8(self, spec: Table, path: Path) -> SourceError:
+        found = first_invalid_utf8(path)
+        where = f" (line {found[0]}: {found[1]})" if found else ""
+        return SourceError(f"extract file {path.name} is not UTF-8 text{where}; save it as UTF-8",
+                           table=spec.name)
+
+    def copy_table(self, spec: Table, target: sql.Composable, state: psycopg.Connection) -> list[str]:
+        path = self._path(spec)
+        if not path.exists():
+            raise SourceError(f"extract file {path.name} is missing from {self.folder}", table=spec.name)
+        header = self._header(spec, path)
         missing = [name for name in spec.column_names if name not in header]
         if missing:
             raise SourceError(f"column {missing[0]} is missing from the header of {path.name}", table=spec.name,
@@ -140,12 +258,25 @@ class ExtractSource:
             with open(path, "rb") as handle, state.cursor().copy(load) as into:
                 while chunk := handle.read(1 << 20):
                     into.write(chunk)
+        except psycopg.errors.CharacterNotInRepertoire:
+            raise self._not_utf8(spec, path) from None
         except psycopg.errors.DataError as error:
-            # COPY's own errors (a wrong column count, bad UTF-8) carry the line in their context.
-            context = (error.diag.context or "").strip()
-            raise SourceError(f"{path.name} cannot be read: {error.diag.message_primary} ({context})",
-                              table=spec.name) from None
+            raise self._copy_error(spec, path, error) from None
         return spec.column_names
+
+    def _copy_error(self, spec: Table, path: Path, error: psycopg.errors.DataError) -> SourceError:
+        """COPY's own errors (a wrong column count, an unterminated quote), at the line the record starts.
+
+        COPY counts records, not lines (a quoted field may hold line breaks), so its number is mapped
+        back to the file's physical line.
+        """
+        context = (error.diag.context or "").strip()
+        found = _COPY_LINE.search(context)
+        where = f"line {record_start_line(path, int(found.group(1)) - 1)}: " if found else ""
+        return SourceError(f"{path.name}, {where}{error.diag.message_primary}", table=spec.name)
+
+    def describe_row(self, spec: Table, row_number: int, key: str | None) -> str:
+        return f"line {record_start_line(self._path(spec), row_number)}"
 
     def close(self) -> None:
         pass

@@ -5,6 +5,8 @@ SQL (types, codes, keys, parents), then diffed against the district's landing pa
 inserted, changed rows updated (their previous image kept in landing.superseded_row), vanished rows
 flagged deleted, unchanged rows left alone so their change stamp stays. Any problem rolls the whole
 district back and is reported with district, table, row and column; other districts still load.
+A load that would flag too many of a table's live rows deleted is refused before anything is applied
+(load_guard.py); a district database is read from one snapshot (district_sources.py).
 """
 
 from __future__ import annotations
@@ -18,9 +20,23 @@ from psycopg import sql
 from orchestration import database
 from orchestration.district_sources import DistrictSource, SourceError, open_source
 from orchestration.district_tables import TABLES, Column, Table
+from orchestration.load_guard import (
+    Allowance,
+    DeleteGuard,
+    MassDeleteRefused,
+    TableDeletes,
+    ensure_override_table,
+    global_max_share,
+    min_rows,
+    record_allowance,
+)
 from orchestration.registry import District, load_registry
 from orchestration.tool_rights import require_write
 from orchestration.warehouse_setup import WRITE_ROLE, ensure_partition, ensure_warehouse
+
+
+class StateDatabaseUnavailable(Exception):
+    """The state database cannot be reached at all: nothing was loaded."""
 
 
 class DistrictLoadError(Exception):
@@ -76,15 +92,27 @@ def _ids(names: list[str], prefix: str | None = None) -> sql.Composable:
     return sql.SQL(", ").join(sql.Identifier(n) for n in names)
 
 
+# A local date and time, as the contract has them: no offset, no zone name.
+_LOCAL_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?$"
+# The same followed by an offset (+05:00, +0500, -05, Z) or a zone name (UTC, America/Denver): PostgreSQL's
+# timestamp input accepts these and silently drops them, which would shift the time.
+_ZONED_TIMESTAMP = (r"^\d{4}-\d{2}-\d{2}[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*"
+                    r"(z|[+-]\d{1,2}(:?\d{2}){0,2}|[a-z][a-z0-9_/+-]*)$")
+
+
 def _problems(column: Column) -> list[tuple[sql.Composable, str]]:
     """SQL conditions that are true when a raw text value breaks the contract, with their message."""
     ident = sql.Identifier(column.name)
     checks: list[tuple[sql.Composable, str]] = []
     if not column.nullable:
         checks.append((sql.SQL("{} is null").format(ident), "a value is required but the field is empty"))
+    if column.type == "timestamp":
+        checks.append((sql.SQL("{} ~* {}").format(ident, sql.Literal(_ZONED_TIMESTAMP)),
+                       "a timestamp with a time zone offset; the contract's timestamps are local times "
+                       "without an offset"))
     if column.type != "text":
         # PostgreSQL also reads 09/02/2026 as a date (by DateStyle); the contract says ISO, so demand it.
-        iso = {"date": r"^\d{4}-\d{2}-\d{2}$", "timestamp": r"^\d{4}-\d{2}-\d{2}([ T]|$)"}.get(column.type)
+        iso = {"date": r"^\d{4}-\d{2}-\d{2}$", "timestamp": _LOCAL_TIMESTAMP}.get(column.type)
         shape = sql.SQL(" or {} !~ {}").format(ident, sql.Literal(iso)) if iso else sql.SQL("")
         checks.append((sql.SQL("{} is not null and (not pg_input_is_valid({}, {}){})").format(
             ident, ident, sql.Literal(column.type), shape), f"not a valid {column.type}"))
@@ -102,15 +130,17 @@ def _problems(column: Column) -> list[tuple[sql.Composable, str]]:
 class _DistrictLoad:
     """One district's load inside one transaction on `conn`."""
 
-    def __init__(self, conn: psycopg.Connection, district: District, source: DistrictSource) -> None:
+    def __init__(self, conn: psycopg.Connection, district: District, source: DistrictSource,
+                 guard: DeleteGuard | None = None) -> None:
         self.conn, self.district, self.source = conn, district, source
         self.code = district.code
+        self.guard = guard or DeleteGuard.for_district(district, None)
 
     def fail(self, message: str, **where: str | None) -> DistrictLoadError:
         return DistrictLoadError(self.code, message, **where)
 
     def _row(self, spec: Table, row_number: int, key: str | None) -> str:
-        return self.source.locator.describe(row_number, key, spec.primary_key)
+        return self.source.describe_row(spec, row_number, key)
 
     def stage(self, spec: Table) -> int:
         """COPY the source rows into raw_<table> (text) and check every value; return the row count."""
@@ -180,6 +210,29 @@ class _DistrictLoad:
                 raise self.fail(f"{fk.column} {value} has no {fk.parent} row with {fk.parent_column}={value}",
                                 table=spec.name, row=self._row(spec, row_number, str(key)), column=fk.column)
 
+    def pending_deletes(self, spec: Table) -> TableDeletes:
+        """The district's live landing rows of the table, and how many of them the load would flag deleted."""
+        row = self.conn.execute(sql.SQL(
+            "select count(*), count(*) filter (where not exists (select 1 from {new} n where n.{pk} = l.{pk})) "
+            "from {target} l where l.district_code = %s and not l._deleted").format(
+                new=_new(spec), pk=sql.Identifier(spec.primary_key), target=sql.Identifier("landing", spec.name)),
+            (self.code,)).fetchone()
+        assert row is not None
+        return TableDeletes(spec.name, live=int(row[0]), deleted=int(row[1]))
+
+    def guard_deletes(self, batch_id: int) -> None:
+        """Refuse the load if it would delete too much of a table, before any table is changed."""
+        allowances: list[Allowance] = []
+        for spec in TABLES:
+            try:
+                allowance = self.guard.check(self.pending_deletes(spec))
+            except MassDeleteRefused as refused:
+                raise self.fail(str(refused), table=spec.name) from None
+            if allowance is not None:
+                allowances.append(allowance)
+        for allowance in allowances:
+            record_allowance(self.conn, batch_id, self.code, allowance)
+
     def apply(self, spec: Table, batch_id: int, staged: int) -> TableLoadStats:
         """Diff new_<table> against the district's landing partition."""
         ensure_partition(self.conn, spec.name, self.code)
@@ -237,6 +290,7 @@ class _DistrictLoad:
             t0 = time.perf_counter()
             self.check_parents(spec)
             timings[spec.name] += time.perf_counter() - t0
+        self.guard_deletes(batch_id)
         result = DistrictLoadResult(self.code, ok=True, batch_id=batch_id)
         for spec in TABLES:
             t0 = time.perf_counter()
@@ -264,8 +318,25 @@ def register_districts(conn: psycopg.Connection, districts: list[District]) -> N
                 (district.code, district.name, district.source.describe()))
 
 
-def load_district(district: District, *, conn: psycopg.Connection | None = None) -> DistrictLoadResult:
-    """Load one district in one transaction; raise DistrictLoadError with landing left as it was."""
+def _reason(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[-1] if text else type(error).__name__
+
+
+def _database_error(conn: psycopg.Connection, error: psycopg.Error) -> str:
+    if conn.closed:
+        return f"lost the connection to the state database during the load: {_reason(error)}"
+    return f"database error: {str(error).strip()}"
+
+
+def load_district(district: District, *, conn: psycopg.Connection | None = None,
+                  allow_mass_delete: str | None = None) -> DistrictLoadResult:
+    """Load one district in one transaction; raise DistrictLoadError with landing left as it was.
+
+    `allow_mass_delete` names the operator's explicit override of the mass-delete guard (e.g. the CLI
+    flag), recorded with every deletion above the limit it lets through; None: the limits apply.
+    """
+    guard = DeleteGuard.for_district(district, allow_mass_delete)
     own = conn is None
     conn = conn or database.connect()
     try:
@@ -275,9 +346,9 @@ def load_district(district: District, *, conn: psycopg.Connection | None = None)
             raise DistrictLoadError(district.code, str(error), table=error.table, column=error.column) from None
         try:
             with conn.transaction():
-                return _DistrictLoad(conn, district, source).run()
+                return _DistrictLoad(conn, district, source, guard).run()
         except psycopg.Error as error:
-            raise DistrictLoadError(district.code, f"database error: {str(error).strip()}") from error
+            raise DistrictLoadError(district.code, _database_error(conn, error)) from error
         finally:
             source.close()
     finally:
@@ -295,6 +366,8 @@ def prepare_warehouse(districts: list[District] | None = None) -> None:
             require_write(conn, "run a load")  # names the missing right when that is the cause
             raise
         require_write(conn, "run a load")
+        with conn.transaction():
+            ensure_override_table(conn)
         register_districts(conn, districts if districts is not None else load_registry())
 
 
@@ -305,19 +378,45 @@ def _record_failure(conn: psycopg.Connection, district_code: str, error: str) ->
                          (district_code, error))
     except psycopg.errors.InsufficientPrivilege:
         pass  # the failure is still reported to the caller; a user without Write cannot log it
+    except psycopg.OperationalError:
+        pass  # the state database is gone; the failure is still reported to the caller
 
 
-def load_districts(districts: list[District]) -> list[DistrictLoadResult]:
-    """Load each district in turn; a district's failure is recorded and does not stop the others."""
-    prepare_warehouse(districts)
+def _connect_state() -> psycopg.Connection | None:
+    try:
+        return database.connect()
+    except psycopg.OperationalError:
+        return None
+
+
+def load_districts(districts: list[District], *, allow_mass_delete: str | None = None) -> list[DistrictLoadResult]:
+    """Load each district in turn; a district's failure is recorded and does not stop the others.
+
+    Raises StateDatabaseUnavailable when the state database cannot be reached before any load; a server
+    lost midway fails the district being loaded and every later one that cannot reconnect.
+    """
+    global_max_share(), min_rows()  # a malformed guard setting is refused before anything is written
+    try:
+        prepare_warehouse(districts)
+        conn: psycopg.Connection | None = database.connect()
+    except psycopg.OperationalError as error:
+        raise StateDatabaseUnavailable(f"cannot reach the state database: {_reason(error)}") from None
     results: list[DistrictLoadResult] = []
-    with database.connect() as conn:
+    try:
         for district in districts:
             started = time.perf_counter()
+            if conn is None or conn.closed:
+                conn = _connect_state()
             try:
-                results.append(load_district(district, conn=conn))
+                if conn is None:
+                    raise DistrictLoadError(district.code, "not loaded: the state database cannot be reached")
+                results.append(load_district(district, conn=conn, allow_mass_delete=allow_mass_delete))
             except DistrictLoadError as error:
                 results.append(DistrictLoadResult(district.code, ok=False, error=str(error),
                                                   duration_s=time.perf_counter() - started))
-                _record_failure(conn, district.code, str(error))
+                if conn is not None:
+                    _record_failure(conn, district.code, str(error))
+    finally:
+        if conn is not None:
+            conn.close()
     return results

@@ -47,6 +47,9 @@ class District:
     code: str
     name: str
     source: DistrictSource
+    # The mass-delete guard (load_guard.py) for this district: always allow, or its own limit.
+    allow_mass_delete: bool = False
+    max_delete_share: float | None = None
 
 
 def validate_code(code: object, where: str = "district code") -> str:
@@ -96,8 +99,20 @@ def parse_registry(text: str, base: Path, origin: str = "registry") -> list[Dist
             raise RegistryError(f"{origin}: district code {code} is listed twice")
         seen.add(code.lower())
         source = _parse_source(entry.get("source"), code, base)
-        districts.append(District(code=code, name=str(entry.get("name") or code), source=source))
+        allow, share = _parse_delete_guard(entry, f"{origin}: district {code}")
+        districts.append(District(code=code, name=str(entry.get("name") or code), source=source,
+                                  allow_mass_delete=allow, max_delete_share=share))
     return districts
+
+
+def _parse_delete_guard(entry: dict[str, object], where: str) -> tuple[bool, float | None]:
+    allow = entry.get("allow_mass_delete", False)
+    if not isinstance(allow, bool):
+        raise RegistryError(f"{where}: allow_mass_delete must be true or false, not {allow!r}")
+    share = entry.get("max_delete_share")
+    if share is not None and (isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1):
+        raise RegistryError(f"{where}: max_delete_share must be a share between 0 and 1 (e.g. 0.9), not {share!r}")
+    return allow, None if share is None else float(share)
 
 
 def load_registry(path: Path | None = None) -> list[District]:
@@ -150,5 +165,10 @@ def write_registry(path: Path, districts: list[District]) -> None:
             source["url_env"] = district.source.url_env
         else:
             source["url"] = str(district.source.url)
-        entries.append({"code": district.code, "name": district.name, "source": source})
+        entry: dict[str, object] = {"code": district.code, "name": district.name, "source": source}
+        if district.allow_mass_delete:
+            entry["allow_mass_delete"] = True
+        if district.max_delete_share is not None:
+            entry["max_delete_share"] = district.max_delete_share
+        entries.append(entry)
     path.write_text(yaml.safe_dump({"districts": entries}, sort_keys=False))

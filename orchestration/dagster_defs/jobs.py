@@ -76,6 +76,9 @@ class ResyncConfig(Config):
     check_dependencies: bool = Field(default=False,
                                      description="Also rebuild every model the objects depend on, parents first.")
     as_of_date: str | None = Field(default=None, description="ISO as-of date; default yesterday in the state.")
+    allow_mass_delete: bool = Field(default=False, description=(
+        "Let the reload flag more than the limit of a table's live rows deleted (refused otherwise); "
+        "every such deletion is recorded in landing.mass_delete_override."))
 
 
 class RefreshConfig(Config):
@@ -112,7 +115,8 @@ def _holder(context: OpExecutionContext) -> str:
 def reload_landing(context: OpExecutionContext, config: ResyncConfig) -> Iterator[Any]:
     """Reload the selected districts' landing tables from their sources."""
     codes = resolve_districts(config.districts)
-    results = load_landing(codes, holder=_holder(context), log=context.log)
+    allowed_by = f"{_holder(context)} config allow_mass_delete" if config.allow_mass_delete else None
+    results = load_landing(codes, holder=_holder(context), log=context.log, allow_mass_delete=allowed_by)
     yield from partition_materializations(results, landing_tables())
     failure = failure_for(results)
     if failure is not None:

@@ -23,17 +23,19 @@ from dagster import (
     AssetsDefinition,
     AssetSpec,
     BackfillPolicy,
+    Config,
     Failure,
     MaterializeResult,
     MetadataValue,
     PartitionsDefinition,
     multi_asset,
 )
+from pydantic import Field
 
 from orchestration.dagster_defs.dbt_assets import WRITER_POOL
 from orchestration.dagster_defs.project import manifest
 from orchestration.district_tables import TABLES
-from orchestration.landing_load import DistrictLoadResult, load_districts
+from orchestration.landing_load import DistrictLoadResult, StateDatabaseUnavailable, load_districts
 from orchestration.registry import select_districts
 from orchestration.writer_lock import state_writer_lock
 
@@ -78,11 +80,24 @@ def district_table_metadata(results: Sequence[DistrictLoadResult], table: str) -
     return metadata
 
 
-def load_landing(codes: Sequence[str], *, holder: str, log: Any) -> list[DistrictLoadResult]:
-    """Load the districts (under the writer lock) and log one line per district."""
+class LandingLoadConfig(Config):
+    allow_mass_delete: bool = Field(default=False, description=(
+        "Let the load flag more than the limit of a table's live rows deleted (refused otherwise); "
+        "every such deletion is recorded in landing.mass_delete_override."))
+
+
+def load_landing(codes: Sequence[str], *, holder: str, log: Any,
+                 allow_mass_delete: str | None = None) -> list[DistrictLoadResult]:
+    """Load the districts (under the writer lock) and log one line per district.
+
+    `allow_mass_delete` names the run's explicit override of the mass-delete guard (None: the limits apply).
+    """
     districts = select_districts(list(codes))
-    with state_writer_lock(holder, log=log.info):
-        results = load_districts(districts)
+    try:
+        with state_writer_lock(holder, log=log.info):
+            results = load_districts(districts, allow_mass_delete=allow_mass_delete)
+    except StateDatabaseUnavailable as error:
+        raise Failure(description=str(error)) from None
     for result in results:
         (log.info if result.ok else log.error)(result.describe())
     return results
@@ -118,9 +133,11 @@ def build_landing_assets(partitions: PartitionsDefinition) -> AssetsDefinition:
 
     @multi_asset(specs=specs, name=LANDING_ASSET_NAME, partitions_def=partitions, can_subset=True,
                  backfill_policy=BackfillPolicy.single_run(), pool=WRITER_POOL)
-    def landing_load(context: AssetExecutionContext) -> Iterator[MaterializeResult | AssetMaterialization]:
+    def landing_load(context: AssetExecutionContext,
+                     config: LandingLoadConfig) -> Iterator[MaterializeResult | AssetMaterialization]:
         codes = sorted(context.partition_keys)
-        results = load_landing(codes, holder=_holder(context), log=context.log)
+        allowed_by = f"{_holder(context)} config allow_mass_delete" if config.allow_mass_delete else None
+        results = load_landing(codes, holder=_holder(context), log=context.log, allow_mass_delete=allowed_by)
         failure = failure_for(results)
         if failure is not None:
             yield from partition_materializations(results, tables)
