@@ -42,6 +42,9 @@ def cmd_db(args: argparse.Namespace) -> int:
         status = embedded_postgres.status()
     print(status.describe())
     if status.running:
+        hint = database.passfile_hint(settings)
+        if hint:
+            print(f"the superuser's password is in a pgpass file; for psql and dbt: {hint}")
         print(f"connect with: psql {settings.url()}")
     return 0
 
