@@ -7,14 +7,17 @@ import stat
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import psycopg
 import pytest
 import yaml
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from orchestration import database, embedded_postgres, settings, tool_rights
 from orchestration.cli import main as cli_main
+from orchestration.district_sources import scrub_password
 from orchestration.landing_load import load_districts
 from orchestration.logins import create_login
 from orchestration.registry import District, DistrictSource
@@ -177,3 +180,10 @@ def test_connection_errors_never_show_the_password(monkeypatch: pytest.MonkeyPat
     assert "cannot reach the district database" in result.error
     for secret in (AWKWARD_PASSWORD, "sécret", "it's"):
         assert secret not in result.error
+
+
+def test_scrub_password_hides_every_form_of_it() -> None:
+    conninfo = make_conninfo("postgresql://sis@db/sis", password=AWKWARD_PASSWORD)
+    message = f"a {AWKWARD_PASSWORD} b {quote(AWKWARD_PASSWORD, safe='')} c {quote_plus(AWKWARD_PASSWORD)} d"
+    scrubbed = scrub_password(message, conninfo)
+    assert scrubbed == "a *** b *** c *** d"
