@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import socket
 import stat
 import time
 from collections.abc import Iterator
@@ -15,12 +15,19 @@ from orchestration import database, embedded_postgres
 from orchestration.cli import main as cli_main
 
 
+def free_port() -> int:
+    """A port nobody listens on now: "the session's port + 1" may be another test session's server."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((embedded_postgres.HOST, 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture
 def own_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A second embedded server in a temp folder on its own port, stopped afterwards."""
     home = tmp_path / "home"
     monkeypatch.setenv("ATTENDANCE_HOME", str(home))
-    monkeypatch.setenv("ATTENDANCE_EMBEDDED_PORT", str(int(os.environ.get("ATTENDANCE_EMBEDDED_PORT", "54339")) + 1))
+    monkeypatch.setenv("ATTENDANCE_EMBEDDED_PORT", str(free_port()))
     yield home
     embedded_postgres.stop()
 
