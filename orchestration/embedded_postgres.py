@@ -281,7 +281,12 @@ def _postmaster_pid(pgdata: Path) -> int | None:
         pid = int(pid_file.read_text().splitlines()[0])
     except (FileNotFoundError, IndexError, ValueError):
         return None
-    with contextlib.suppress(psutil.Error):
+    if pid < 0:
+        # A single-user backend (setting the password, see _secure_stopped) writes its pid negated.
+        with contextlib.suppress(psutil.Error):
+            if psutil.Process(-pid).name() == "postgres":
+                return None
+    with contextlib.suppress(psutil.Error, ValueError):
         if psutil.Process(pid).name() == "postgres":
             return pid
     # A crash or reboot leaves the file behind; postgres would refuse to start if the pid was reused.
