@@ -208,11 +208,17 @@ def _secure_running(current: ServerStatus) -> None:
         return
     password = _superuser_password()
     # The last moment `trust` lets the superuser in without a password: used to set one.
-    with psycopg.connect(host=HOST, port=current.port, user=SUPERUSER, dbname="postgres", autocommit=True,
-                         connect_timeout=10, passfile=str(passfile())) as conn:
-        conn.execute(_set_password_statement(password))
-        _write_hba(current.data_dir)
-        conn.execute("select pg_reload_conf()")
+    try:
+        with psycopg.connect(host=HOST, port=current.port, user=SUPERUSER, dbname="postgres", autocommit=True,
+                             connect_timeout=10, passfile=str(passfile())) as conn:
+            conn.execute(_set_password_statement(password))
+            _write_hba(current.data_dir)
+            conn.execute("select pg_reload_conf()")
+    except psycopg.Error as error:
+        raise EmbeddedPostgresError(
+            f"the running embedded server still lets logins in without a password, and setting one failed "
+            f"({str(error).strip().splitlines()[-1]}); stop it (attendance-sync db stop) and start it again"
+        ) from None
 
 
 def _check_login(server_port: int) -> None:
