@@ -187,3 +187,18 @@ def test_scrub_password_hides_every_form_of_it() -> None:
     message = f"a {AWKWARD_PASSWORD} b {quote(AWKWARD_PASSWORD, safe='')} c {quote_plus(AWKWARD_PASSWORD)} d"
     scrubbed = scrub_password(message, conninfo)
     assert scrubbed == "a *** b *** c *** d"
+
+
+def test_create_login_by_a_user_without_the_privilege_is_one_clear_message(
+        login_name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    create_login(login_name, "write", AWKWARD_PASSWORD)
+    server = database.ensure_server()
+    other = login_name + "_other"
+    with pytest.MonkeyPatch.context() as patch:  # undone before the fixtures' teardown connects as postgres
+        for name, value in (("PGHOST", server.host), ("PGPORT", str(server.port)), ("PGDATABASE", server.dbname),
+                            ("PGUSER", login_name), ("PGPASSWORD", AWKWARD_PASSWORD), ("OTHER_PASSWORD", "x y")):
+            patch.setenv(name, value)
+        assert cli_main(["rights", "create-login", other, "read", "--password-env", "OTHER_PASSWORD"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot create login {other}: permission denied to create role")
+    assert "Traceback" not in err and AWKWARD_PASSWORD not in err
