@@ -57,6 +57,9 @@ def cmd_db(args: argparse.Namespace) -> int:
         status = embedded_postgres.status()
     print(status.describe())
     if status.running:
+        hint = database.passfile_hint(settings)
+        if hint:
+            print(f"the superuser's password is in a pgpass file; for psql and dbt: {hint}")
         print(f"connect with: psql {settings.url()}")
     return 0
 
@@ -149,6 +152,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_rights(args: argparse.Namespace) -> int:
     from orchestration import database, tool_rights
 
+    if args.action == "create-login":
+        from orchestration.logins import cli_create_login
+
+        return cli_create_login(args.user, args.right, args.password_env)
     if args.action == "grant":
         tool_rights.grant(args.user, args.right)
     elif args.action == "revoke":
@@ -244,9 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--as-of-date", type=_date, help="as-of date of the build (default: the demo's today)")
 
     rights = add("rights", cmd_rights, "Tool rights: Read queries state data; Write also runs loads and resyncs.")
-    rights.add_argument("action", choices=["grant", "revoke", "show"])
+    rights.add_argument("action", choices=["grant", "revoke", "show", "create-login"])
     rights.add_argument("user", help="an existing database login role")
     rights.add_argument("right", nargs="?", choices=["read", "write"], default="read")
+    rights.add_argument("--password-env", metavar="VAR",
+                        help="create-login: read the new login's password from this environment variable "
+                             "(default: a hidden prompt; never give a password on the command line)")
 
     resync = add("resync", cmd_resync, "Resync selected districts and objects through Dagster (the run shows "
                  "in the UI's history); with --check-dependencies every parent object is resynced too.")

@@ -2,12 +2,14 @@
 
 With `ATTENDANCE_DATABASE_URL` or any of `PGHOST`/`PGPORT`/`PGUSER`/`PGPASSWORD`/`PGDATABASE` in the
 environment, that server is used and nothing is started. Otherwise the embedded server is started (or
-reused) and the state database is created on it when missing.
+reused) and the state database is created on it when missing; its superuser's password is read by libpq
+from the pgpass file the embedded server maintains (`passfile`), by this process and by every child.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass, replace
 from urllib.parse import unquote, urlparse
 
@@ -29,12 +31,17 @@ class ConnectionSettings:
     password: str | None
     dbname: str
     embedded: bool
+    # A pgpass file instead of a password: libpq reads it at each connection, so the password is in no
+    # command line, URL or environment, and a file written by the server's first start is found at once.
+    passfile: str | None = None
 
     def conninfo(self, dbname: str | None = None) -> str:
         parts = {"host": self.host, "port": str(self.port), "user": self.user,
                  "dbname": dbname or self.dbname}
         if self.password:
             parts["password"] = self.password
+        if self.passfile:
+            parts["passfile"] = self.passfile
         return psycopg.conninfo.make_conninfo(**parts)
 
     def url(self, dbname: str | None = None) -> str:
@@ -46,6 +53,8 @@ class ConnectionSettings:
         env = {"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": self.user, "PGDATABASE": self.dbname}
         if self.password:
             env["PGPASSWORD"] = self.password
+        if self.passfile:
+            env["PGPASSFILE"] = self.passfile
         return env
 
 
@@ -79,6 +88,7 @@ def connection_settings() -> ConnectionSettings:
         password=None,
         dbname=os.environ.get("ATTENDANCE_STATE_DATABASE", DEFAULT_STATE_DATABASE),
         embedded=True,
+        passfile=str(embedded_postgres.passfile()),
     )
 
 
@@ -122,6 +132,13 @@ def connect(dbname: str | None = None, *, autocommit: bool = False,
 def connect_url(url: str, *, autocommit: bool = False) -> psycopg.Connection:
     """A connection to another server (a district database), by libpq URL or conninfo."""
     return psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
+
+
+def passfile_hint(settings: ConnectionSettings) -> str | None:
+    """The export line psql and a plain `dbt` command need to find the embedded server's password."""
+    if not settings.passfile:
+        return None
+    return f"export PGPASSFILE={shlex.quote(settings.passfile)}"
 
 
 def with_database(settings: ConnectionSettings, dbname: str) -> ConnectionSettings:

@@ -13,9 +13,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote, quote_plus
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from orchestration import database
 from orchestration.district_tables import Table
@@ -57,21 +59,40 @@ class DistrictSource(Protocol):
     def close(self) -> None: ...
 
 
+def scrub_password(message: str, conninfo: str) -> str:
+    """`message` without the password `conninfo` holds, in any of the forms it may be quoted in."""
+    try:
+        password = conninfo_to_dict(conninfo).get("password")
+    except psycopg.Error:
+        # Unparseable settings may hold the password anywhere: show nothing of libpq's complaint.
+        return "the connection URL is not valid libpq syntax (details hidden: they may contain the password)"
+    if not password:
+        return message
+    for form in sorted({str(password), quote(str(password), safe=""), quote_plus(str(password))}, key=len,
+                       reverse=True):
+        message = message.replace(form, "***")
+    return message
+
+
 class DatabaseSource:
     locator = RowLocator(by_line=False)
 
     def __init__(self, district: District) -> None:
         source = district.source
+        conninfo = ""
         try:
             if source.kind == "database":
                 assert source.database is not None
                 settings = database.ensure_server()
                 self.conn = psycopg.connect(settings.conninfo(source.database), connect_timeout=10)
             else:
-                self.conn = database.connect_url(resolve_url(source, district.code))
-        except psycopg.OperationalError as error:
+                conninfo = resolve_url(source, district.code)
+                self.conn = database.connect_url(conninfo)
+        except psycopg.Error as error:
             reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-            raise SourceError(f"cannot reach the district database ({source.describe()}): {reason}") from error
+            if source.kind == "url":
+                reason = scrub_password(reason, conninfo)
+            raise SourceError(f"cannot reach the district database ({source.describe()}): {reason}") from None
         # One snapshot for the whole district: the catalog and every table are read in one repeatable-read
         # transaction, so a SIS transaction committing mid-load (a new student and their attendance) is
         # either wholly in the load or wholly out of it. The transaction starts with _columns() and ends

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+import psycopg
 import yaml
+from psycopg.conninfo import make_conninfo
 
 from orchestration.settings import registry_path
 
@@ -137,7 +139,11 @@ def select_districts(codes: list[str] | None, path: Path | None = None) -> list[
 
 
 def resolve_url(source: DistrictSource, code: str) -> str:
-    """The libpq connection string for a `url` source, with its secret from the environment."""
+    """The libpq connection string for a `url` source, with its secret from the environment.
+
+    The password is added as a quoted conninfo parameter, never pasted into the URL: pasted, `&port=1` in
+    a password would redirect the connection and a space would break the URL (and the error would show it).
+    """
     if source.url_env:
         url = os.environ.get(source.url_env)
         if not url:
@@ -148,7 +154,12 @@ def resolve_url(source: DistrictSource, code: str) -> str:
         password = os.environ.get(source.password_env)
         if password is None:
             raise RegistryError(f"district {code}: environment variable {source.password_env} is not set")
-        return f"{source.url}{'&' if '?' in source.url else '?'}password={password}"
+        try:
+            return make_conninfo(source.url, password=password)
+        except psycopg.ProgrammingError as error:
+            # The URL itself holds no password (see _parse_source), so libpq's complaint may be shown.
+            raise RegistryError(f"district {code}: {source.url} is not a valid connection URL: "
+                                f"{str(error).strip()}") from None
     return source.url
 
 

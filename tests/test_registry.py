@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from orchestration.registry import RegistryError, load_registry, parse_registry, resolve_url, select_districts
 
@@ -51,7 +52,8 @@ districts:
         resolve_url(with_password.source, "D1")
     monkeypatch.setenv("D1_PASSWORD", "pw")
     monkeypatch.setenv("D2_URL", "postgresql://x:y@h/z")
-    assert resolve_url(with_password.source, "D1") == "postgresql://sis@db/sis?password=pw"
+    assert conninfo_to_dict(resolve_url(with_password.source, "D1")) == {
+        "user": "sis", "host": "db", "dbname": "sis", "password": "pw"}
     assert resolve_url(with_url.source, "D2") == "postgresql://x:y@h/z"
 
 

@@ -13,12 +13,16 @@ from orchestration.landing_load import load_districts
 from orchestration.registry import District
 from tests.conftest import landing_checksums, unique_name
 
+ANALYST_PASSWORD = "analyst password"
+
 
 @pytest.fixture
 def analyst(state_db: str) -> Iterator[str]:
     name = unique_name("analyst")
     with database.connect(autocommit=True) as conn:
-        conn.execute(sql.SQL("create role {} login").format(sql.Identifier(name)))
+        # Every login of the server needs a password (scram-sha-256 in pg_hba.conf).
+        conn.execute(sql.SQL("create role {} login password {}").format(sql.Identifier(name),
+                                                                        sql.Literal(ANALYST_PASSWORD)))
     yield name
     with database.connect(autocommit=True) as conn:
         conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(name)))
@@ -31,7 +35,8 @@ def connected_as(user: str) -> Iterator[None]:
     settings = database.ensure_server()
     with pytest.MonkeyPatch.context() as patch:
         for name, value in (("PGHOST", settings.host), ("PGPORT", str(settings.port)),
-                            ("PGDATABASE", settings.dbname), ("PGUSER", user)):
+                            ("PGDATABASE", settings.dbname), ("PGUSER", user),
+                            ("PGPASSWORD", ANALYST_PASSWORD)):
             patch.setenv(name, value)
         yield
 
