@@ -165,6 +165,12 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return run_ui(host="127.0.0.1", port=args.port)
 
 
+def cmd_districts(args: argparse.Namespace) -> int:
+    from orchestration.district_admin import cmd_districts as run
+
+    return run(args.action, args.code, args.yes)
+
+
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from orchestration.benchmark import run_benchmark
 
@@ -236,6 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     ui = add("ui", cmd_ui, "Start the Dagster UI (and daemon) on 127.0.0.1 against this warehouse.")
     ui.add_argument("--port", type=int, default=3000)
+
+    districts = add("districts", cmd_districts, "The districts of the registry and of the state; `retire CODE` "
+                    "deletes the data of a district removed from the registry (asks for confirmation).")
+    districts.add_argument("action", choices=["list", "retire"])
+    districts.add_argument("code", nargs="?", help="the district to retire")
+    districts.add_argument("--yes", action="store_true", help="retire without asking")
 
     bench = add("benchmark", cmd_benchmark, "Measure load and build speed side by side; write a report.")
     bench.add_argument("--size", choices=["demo", "bie"], default="demo")

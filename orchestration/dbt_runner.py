@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestration import database, settings
-from orchestration.registry import validate_code
+from orchestration.district_admin import sync_registry_file
+from orchestration.registry import canonical_code
 
 # The dbt of this interpreter, whether or not its bin folder is on PATH (the console script's own code).
 DBT_COMMAND = (sys.executable, "-c", "import sys; from dbt.cli.main import cli; sys.argv[0] = 'dbt'; sys.exit(cli())")
@@ -104,7 +105,7 @@ def dbt_vars(districts: list[str] | None = None, as_of_date: date | None = None)
     """The `--vars` of a run: the district selection (None or empty = every district) and the as-of date."""
     values: dict[str, object] = {}
     if districts:
-        values["districts"] = [validate_code(code) for code in dict.fromkeys(districts)]
+        values["districts"] = list(dict.fromkeys(canonical_code(code) for code in districts))
     if as_of_date is not None:
         values["as_of_date"] = as_of_date.isoformat()
     return values
@@ -168,6 +169,7 @@ def run_dbt(args: list[str], *, districts: list[str] | None = None, as_of_date: 
     log_path = settings.local_dir() / "dbt" / "logs"
     log_path.mkdir(parents=True, exist_ok=True)
     environment = dbt_environment(env)
+    sync_registry_file()  # landing.district's current districts as the registry file says, before dbt reads them
     with tempfile.TemporaryDirectory(prefix="run-", dir=log_path.parent) as scratch:
         target = target_path or Path(scratch)
         target.mkdir(parents=True, exist_ok=True)
