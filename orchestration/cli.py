@@ -47,12 +47,14 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
+    from orchestration.district_admin import sync_registry_file
     from orchestration.landing_load import load_districts
     from orchestration.registry import select_districts
     from orchestration.writer_lock import state_writer_lock
 
     districts = select_districts(_codes(args.district))
     with state_writer_lock("attendance-sync load"):
+        sync_registry_file()  # which districts are current, from the whole registry file
         results = load_districts(districts)
     for result in results:
         print(result.describe())
@@ -108,9 +110,11 @@ def as_of_for(clock_today: dt.date) -> dt.date:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from orchestration.dbt_runner import run_dbt
+    from orchestration.district_admin import sync_registry_file
     from orchestration.writer_lock import state_writer_lock
 
     with state_writer_lock(f"attendance-sync build {args.command}"):
+        sync_registry_file()  # builds only the districts the registry file lists now
         result = run_dbt([args.command, *(["--select", args.select] if args.select else [])],
                          districts=_codes(args.districts), as_of_date=args.as_of_date,
                          full_refresh=args.full_refresh)

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from orchestration import database, settings
-from orchestration.district_admin import sync_registry_file
 from orchestration.registry import canonical_code
 
 # The dbt of this interpreter, whether or not its bin folder is on PATH (the console script's own code).
@@ -169,7 +168,6 @@ def run_dbt(args: list[str], *, districts: list[str] | None = None, as_of_date: 
     log_path = settings.local_dir() / "dbt" / "logs"
     log_path.mkdir(parents=True, exist_ok=True)
     environment = dbt_environment(env)
-    sync_registry_file()  # landing.district's current districts as the registry file says, before dbt reads them
     with tempfile.TemporaryDirectory(prefix="run-", dir=log_path.parent) as scratch:
         target = target_path or Path(scratch)
         target.mkdir(parents=True, exist_ok=True)

@@ -18,8 +18,7 @@ from psycopg import sql
 from orchestration import database
 from orchestration.district_sources import DistrictSource, SourceError, open_source
 from orchestration.district_tables import TABLES, Column, Table
-from orchestration.registry import District, RegistryError, load_registry
-from orchestration.settings import registry_path
+from orchestration.registry import District, RegistryError
 from orchestration.tool_rights import require_write
 from orchestration.warehouse_setup import WRITE_ROLE, ensure_partition, ensure_warehouse
 
@@ -255,8 +254,9 @@ class _DistrictLoad:
 
 
 def register_districts(conn: psycopg.Connection, districts: list[District]) -> None:
-    """Refresh landing.district from the registry (see district_admin.sync_registry); a district enters it
-    only with its first successful load (record_loaded_district)."""
+    """Refresh landing.district from the whole registry (district_admin.sync_registry; the CLI and Dagster
+    call sync_registry_file before loading). A district enters it only with its first successful load
+    (record_loaded_district), never before."""
     from orchestration.district_admin import sync_registry
 
     with conn.transaction():
@@ -308,10 +308,6 @@ def prepare_warehouse(districts: list[District] | None = None) -> None:
             require_write(conn, "run a load")  # names the missing right when that is the cause
             raise
         require_write(conn, "run a load")
-        # The registry file is the truth about which districts are current, whichever of them this run loads.
-        registry = load_registry() if registry_path().exists() or districts is None else None
-        if registry is not None:
-            register_districts(conn, registry)
 
 
 def _record_failure(conn: psycopg.Connection, district_code: str, error: str) -> None:

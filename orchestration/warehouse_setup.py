@@ -80,8 +80,9 @@ create table if not exists landing.district_retirement (
     rows_deleted jsonb not null
 );
 """
-# Every landing table holding district codes besides the district tables themselves.
-_CODE_TABLES = ("district", "load_batch", "load_log", "load_failure", "superseded_row", "district_retirement")
+# Every landing table holding district codes besides the district tables themselves. Not the retirement
+# audit: it records a code as the state held it, which may be an old lower-case one being retired.
+_CODE_TABLES = ("district", "load_batch", "load_log", "load_failure", "superseded_row")
 
 
 def _role_exists(conn: psycopg.Connection, role: str) -> bool:

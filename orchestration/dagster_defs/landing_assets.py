@@ -32,6 +32,7 @@ from dagster import (
 
 from orchestration.dagster_defs.dbt_assets import WRITER_POOL
 from orchestration.dagster_defs.project import manifest
+from orchestration.district_admin import sync_registry_file
 from orchestration.district_tables import TABLES
 from orchestration.landing_load import DistrictLoadResult, load_districts
 from orchestration.registry import select_districts
@@ -82,6 +83,7 @@ def load_landing(codes: Sequence[str], *, holder: str, log: Any) -> list[Distric
     """Load the districts (under the writer lock) and log one line per district."""
     districts = select_districts(list(codes))
     with state_writer_lock(holder, log=log.info):
+        sync_registry_file()  # which districts are current, from the whole registry file
         results = load_districts(districts)
     for result in results:
         (log.info if result.ok else log.error)(result.describe())
