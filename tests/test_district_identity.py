@@ -138,6 +138,7 @@ def test_a_district_enters_the_state_only_with_its_first_successful_load(
     broken = District("D02", "Broken", DistrictSource("database", database="no_such_district_db"))
     write_registry(registry_path(), [make_district("D01"), broken])
     assert cli_main(["load"]) == 1
+    assert scalar("select string_agg(district_code, ',' order by 1) from landing.district") == "D01"
     assert stored_codes() == [("D01", True)]
 
 
