@@ -65,6 +65,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
+    from orchestration.district_admin import sync_registry_file
     from orchestration.landing_load import load_districts
     from orchestration.load_guard import FLAG
     from orchestration.registry import select_districts
@@ -73,6 +74,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     districts = select_districts(_codes(args.district))
     # A state server that cannot be reached or is lost ends in cli_errors' one message.
     with state_writer_lock("attendance-sync load"):
+        sync_registry_file()  # which districts are current, from the whole registry file
         results = load_districts(districts, allow_mass_delete=f"flag {FLAG}" if args.allow_mass_delete else None)
     for result in results:
         print(result.describe())
@@ -130,9 +132,11 @@ def as_of_for(clock_today: dt.date) -> dt.date:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from orchestration.dbt_runner import run_dbt
+    from orchestration.district_admin import sync_registry_file
     from orchestration.writer_lock import state_writer_lock
 
     with state_writer_lock(f"attendance-sync build {args.command}"):
+        sync_registry_file()  # builds only the districts the registry file lists now
         result = run_dbt([args.command, *(["--select", args.select] if args.select else [])],
                          districts=_codes(args.districts), as_of_date=args.as_of_date,
                          full_refresh=args.full_refresh)
@@ -189,6 +193,12 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from orchestration.dagster_launch import run_ui
 
     return run_ui(host="127.0.0.1", port=args.port)
+
+
+def cmd_districts(args: argparse.Namespace) -> int:
+    from orchestration.district_admin import cmd_districts as run
+
+    return run(args.action, args.code, args.yes)
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
@@ -279,6 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     ui = add("ui", cmd_ui, "Start the Dagster UI (and daemon) on 127.0.0.1 against this warehouse.")
     ui.add_argument("--port", type=_whole_number(1, 65535), default=3000)
+
+    districts = add("districts", cmd_districts, "The districts of the registry and of the state; `retire CODE` "
+                    "deletes the data of a district removed from the registry (asks for confirmation).")
+    districts.add_argument("action", choices=["list", "retire"])
+    districts.add_argument("code", nargs="?", help="the district to retire")
+    districts.add_argument("--yes", action="store_true", help="retire without asking")
 
     bench = add("benchmark", cmd_benchmark, "Measure load and build speed side by side; write a report.")
     bench.add_argument("--size", choices=["demo", "bie"], default="demo")

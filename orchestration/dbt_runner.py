@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestration import database, settings
-from orchestration.registry import validate_code
+from orchestration.registry import canonical_code
 
 # The dbt of this interpreter, whether or not its bin folder is on PATH (the console script's own code).
 DBT_COMMAND = (sys.executable, "-c", "import sys; from dbt.cli.main import cli; sys.argv[0] = 'dbt'; sys.exit(cli())")
@@ -129,7 +129,7 @@ def dbt_vars(districts: list[str] | None = None, as_of_date: date | None = None)
     macros/as_of_date.sql) and that time zone."""
     values: dict[str, object] = {"state_time_zone": state_time_zone()}
     if districts:
-        values["districts"] = [validate_code(code) for code in dict.fromkeys(districts)]
+        values["districts"] = list(dict.fromkeys(canonical_code(code) for code in districts))
     if as_of_date is not None:
         values["as_of_date"] = as_of_date.isoformat()
     return values

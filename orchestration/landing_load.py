@@ -30,7 +30,7 @@ from orchestration.load_guard import (
     min_rows,
     record_allowance,
 )
-from orchestration.registry import District, load_registry
+from orchestration.registry import District, RegistryError
 from orchestration.tool_rights import require_write
 from orchestration.warehouse_setup import WRITE_ROLE, ensure_partition, ensure_warehouse
 
@@ -308,14 +308,23 @@ class _DistrictLoad:
 
 
 def register_districts(conn: psycopg.Connection, districts: list[District]) -> None:
-    """Write the registry into landing.district, which dbt reads (codes it does not list are refused)."""
+    """Refresh landing.district from the whole registry (district_admin.sync_registry; the CLI and Dagster
+    call sync_registry_file before loading). A district enters it only with its first successful load
+    (record_loaded_district), never before."""
+    from orchestration.district_admin import sync_registry
+
     with conn.transaction():
-        conn.execute(sql.SQL("set local role {}").format(sql.Identifier(WRITE_ROLE)))
-        for district in districts:
-            conn.execute(
-                "insert into landing.district (district_code, name, source) values (%s, %s, %s) "
-                "on conflict (district_code) do update set name = excluded.name, source = excluded.source",
-                (district.code, district.name, district.source.describe()))
+        sync_registry(conn, districts)
+
+
+def record_loaded_district(conn: psycopg.Connection, district: District) -> None:
+    """Inside a district's load transaction: the district exists in the state from its first committed load."""
+    conn.execute(
+        "insert into landing.district (district_code, name, source, in_registry) values (%s, %s, %s, true) "
+        "on conflict (district_code) do update set name = excluded.name, source = excluded.source, in_registry = true "
+        "where (landing.district.name, landing.district.source, landing.district.in_registry) "
+        "is distinct from (excluded.name, excluded.source, true)",
+        (district.code, district.name, district.source.describe()))
 
 
 def _reason(error: BaseException) -> str:
@@ -344,9 +353,13 @@ def load_district(district: District, *, conn: psycopg.Connection | None = None,
             source = open_source(district)
         except SourceError as error:
             raise DistrictLoadError(district.code, str(error), table=error.table, column=error.column) from None
+        except RegistryError as error:  # e.g. its url_env/password_env variable is unset: this district only
+            raise DistrictLoadError(district.code, str(error).removeprefix(f"district {district.code}: ")) from None
         try:
             with conn.transaction():
-                return _DistrictLoad(conn, district, source, guard).run()
+                result = _DistrictLoad(conn, district, source, guard).run()
+                record_loaded_district(conn, district)
+                return result
         except psycopg.Error as error:
             raise DistrictLoadError(district.code, _database_error(conn, error)) from error
         finally:
@@ -368,7 +381,6 @@ def prepare_warehouse(districts: list[District] | None = None) -> None:
         require_write(conn, "run a load")
         with conn.transaction():
             ensure_override_table(conn)
-        register_districts(conn, districts if districts is not None else load_registry())
 
 
 def _record_failure(conn: psycopg.Connection, district_code: str, error: str) -> None:

@@ -62,6 +62,15 @@ def validate_code(code: object, where: str = "district code") -> str:
     return code
 
 
+def canonical_code(code: object, where: str = "district code") -> str:
+    """The one form a district code is compared, stored and named in: upper case (`d01` is district D01).
+
+    Every code entering the project (registry, command line, dbt vars) passes through here, so two
+    spellings of one code can never become two districts side by side.
+    """
+    return validate_code(code, where).upper()
+
+
 def _parse_source(raw: object, code: str, base: Path) -> DistrictSource:
     where = f"district {code}: source"
     if not isinstance(raw, dict) or len(raw.keys() & {"database", "url", "url_env", "extract_dir"}) != 1:
@@ -96,10 +105,10 @@ def parse_registry(text: str, base: Path, origin: str = "registry") -> list[Dist
     for index, entry in enumerate(entries, start=1):
         if not isinstance(entry, dict) or "code" not in entry:
             raise RegistryError(f"{origin}: entry {index} has no code")
-        code = validate_code(entry["code"], f"{origin}: entry {index}")
-        if code.lower() in seen:
+        code = canonical_code(entry["code"], f"{origin}: entry {index}")
+        if code in seen:
             raise RegistryError(f"{origin}: district code {code} is listed twice")
-        seen.add(code.lower())
+        seen.add(code)
         source = _parse_source(entry.get("source"), code, base)
         allow, share = _parse_delete_guard(entry, f"{origin}: district {code}")
         districts.append(District(code=code, name=str(entry.get("name") or code), source=source,
@@ -130,6 +139,7 @@ def select_districts(codes: list[str] | None, path: Path | None = None) -> list[
     if not codes:
         return districts
     by_code = {district.code: district for district in districts}
+    codes = [canonical_code(code) for code in codes]
     unknown = [code for code in codes if code not in by_code]
     if unknown:
         raise RegistryError(

@@ -4,7 +4,9 @@ Landing layout, which the dbt sources read:
   landing.<table>          every district table, LIST-partitioned by district_code, one partition per
                            district (landing.<table>__<code>), key (district_code, <id>), plus
                            _batch_id (the load that last changed the row), _changed_at, _deleted
-  landing.district         the registry as last loaded (district_code, name, source)
+  landing.district         every district loaded at least once (district_code, name, source) and whether the
+                           registry still lists it (in_registry); codes are upper case (check constraints)
+  landing.district_retirement  who retired which district's data, and when (`attendance-sync districts retire`)
   landing.load_batch       one row per committed district load
   landing.load_log         one row per district load and table (inserted/updated/deleted/unchanged)
   landing.load_failure     failed loads, written after the rollback so the failure is on record
@@ -18,6 +20,7 @@ import psycopg
 from psycopg import sql
 
 from orchestration.district_tables import TABLES, Table
+from orchestration.registry import canonical_code
 
 READ_ROLE = "attendance_read"
 WRITE_ROLE = "attendance_write"
@@ -64,7 +67,22 @@ create table if not exists landing.superseded_row (
     old_row jsonb not null
 );
 create index if not exists superseded_row_lookup on landing.superseded_row (table_name, district_code, batch_id);
+-- false once the registry file no longer lists the district: its data stays until it is retired, but it
+-- is no longer built or reported (orchestration/district_admin.sync_registry keeps this in step).
+alter table landing.district add column if not exists in_registry boolean not null default true;
+create table if not exists landing.district_retirement (
+    retirement_id bigint generated always as identity primary key,
+    district_code text not null,
+    name text,
+    retired_at timestamptz not null default now(),
+    db_user text not null default session_user,
+    os_user text,
+    rows_deleted jsonb not null
+);
 """
+# Every landing table holding district codes besides the district tables themselves. Not the retirement
+# audit: it records a code as the state held it, which may be an old lower-case one being retired.
+_CODE_TABLES = ("district", "load_batch", "load_log", "load_failure", "superseded_row")
 
 
 def _role_exists(conn: psycopg.Connection, role: str) -> bool:
@@ -115,16 +133,40 @@ def landing_table_sql(spec: Table) -> sql.Composed:
 
 
 def partition_name(table_name: str, district_code: str) -> str:
-    return f"{table_name}__{district_code.lower()}"
+    """landing.<table>__<code in lower case>: codes are canonical (upper case), so lower-casing them loses
+    nothing, and table names hold no double underscore, so no two (table, code) pairs share a name."""
+    return f"{table_name}__{canonical_code(district_code).lower()}"
 
 
 def ensure_partition(conn: psycopg.Connection, table_name: str, district_code: str) -> None:
+    code = canonical_code(district_code)
     conn.execute(
         sql.SQL("create table if not exists landing.{} partition of landing.{} for values in ({})").format(
-            sql.Identifier(partition_name(table_name, district_code)), sql.Identifier(table_name),
-            sql.Literal(district_code),
+            sql.Identifier(partition_name(table_name, code)), sql.Identifier(table_name), sql.Literal(code),
         )
     )
+
+
+def ensure_canonical_code_checks(conn: psycopg.Connection) -> None:
+    """A check constraint on every landing table with district codes: only the canonical (upper-case) form.
+
+    Added once per table. A warehouse that already holds a lower-case code keeps working without the
+    constraint on the tables that hold it; the registry sync refuses such a code by name
+    (district_admin.sync_registry), and retiring it lets the constraint be added by the next run.
+    """
+    for table in [*(spec.name for spec in TABLES), *_CODE_TABLES]:
+        name = f"{table}_district_code_canonical"
+        present = conn.execute(
+            "select 1 from pg_constraint where conname = %s and conrelid = to_regclass(%s)",
+            (name, f"landing.{table}")).fetchone()
+        if present:
+            continue
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("alter table landing.{} add constraint {} check (district_code = upper("
+                                     "district_code))").format(sql.Identifier(table), sql.Identifier(name)))
+        except psycopg.errors.CheckViolation:
+            continue
 
 
 def ensure_warehouse(conn: psycopg.Connection) -> None:
@@ -142,4 +184,5 @@ def ensure_warehouse(conn: psycopg.Connection) -> None:
     conn.execute(_BOOKKEEPING)
     for spec in TABLES:
         conn.execute(landing_table_sql(spec))
+    ensure_canonical_code_checks(conn)
     conn.execute("reset role")

@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from orchestration.registry import RegistryError, load_registry, parse_registry, resolve_url, select_districts
+from orchestration.registry import (
+    RegistryError,
+    canonical_code,
+    load_registry,
+    parse_registry,
+    resolve_url,
+    select_districts,
+)
+from orchestration.warehouse_setup import partition_name
 
 
 def parse(text: str) -> list:
@@ -22,7 +30,7 @@ districts:
   - {code: d3, source: {url_env: D3_URL}}
   - {code: D4, source: {extract_dir: extracts/d4}}
 """)
-    assert [d.code for d in districts] == ["D01", "D_2", "d3", "D4"]
+    assert [d.code for d in districts] == ["D01", "D_2", "D3", "D4"]  # codes are upper case: d3 is D3
     assert districts[1].name == "D_2"
     assert districts[3].source.extract_dir == Path("/registry/extracts/d4")
 
@@ -71,3 +79,18 @@ def test_selection_refuses_unknown_codes(tmp_path: Path) -> None:
 def test_the_committed_registry_is_valid() -> None:
     assert [d.code for d in load_registry(Path(__file__).resolve().parent.parent / "districts.yml")] == [
         "D01", "D02", "D03", "D04"]
+
+
+def test_codes_have_one_canonical_form() -> None:
+    assert canonical_code("d01") == canonical_code("D01") == "D01"
+    with pytest.raises(RegistryError, match="'d-1' is not a valid district code"):
+        canonical_code("d-1")
+    assert partition_name("attendance", "d01") == partition_name("attendance", "D01") == "attendance__d01"
+    # Table names hold no double underscore, so no (table, code) pair shares a partition name with another.
+    assert partition_name("attendance", "EXCUSE_X") != partition_name("attendance_excuse", "X")
+
+
+def test_selection_takes_codes_in_any_case(tmp_path: Path) -> None:
+    path = tmp_path / "districts.yml"
+    path.write_text("districts:\n  - {code: d01, source: {database: a}}\n  - {code: D02, source: {database: b}}\n")
+    assert [d.code for d in select_districts(["D01", "d02", "d01"], path)] == ["D01", "D02"]

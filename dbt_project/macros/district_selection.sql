@@ -1,12 +1,14 @@
 {#-
     Which districts a run builds.
 
-    The `districts` var (a YAML list or a comma-separated string) names them; empty means every district
-    of the registry, as last loaded into landing.district. A code the registry does not list is refused
+    The `districts` var (a YAML list or a comma-separated string) names them, in any case (d01 is D01:
+    codes are upper case everywhere); empty means every current district: those of landing.district
+    that the registry listed when the Python tools last synced it (in_registry). A code the registry does not list is refused
     with an error naming it, before anything is written. The list is resolved once per call from the
     database, so it is only known at execution time; at parse time the macros return placeholders.
 
-    registry_districts()          -> every district code in landing.district, sorted
+    registry_districts()          -> every current district code in landing.district, sorted
+    current_district_filter(col)  -> SQL predicate keeping the current districts (reports)
     requested_districts()         -> the codes the `districts` var names (a list; empty = all)
     selected_districts()          -> the validated codes this run builds
     district_filter(column)       -> SQL predicate `column in ('D01', 'D03')` over the selected districts,
@@ -30,7 +32,7 @@
     {%- endif -%}
     {%- set codes = [] -%}
     {%- for item in items -%}
-        {%- set code = item | string | trim -%}
+        {%- set code = item | string | trim | upper -%}
         {%- if code != '' and code not in codes -%}
             {%- if not modules.re.match('^[A-Za-z0-9_]{1,30}$', code) -%}
                 {{ exceptions.raise_compiler_error(
@@ -47,8 +49,26 @@
     {%- if not execute -%}
         {{- return([]) -}}
     {%- endif -%}
-    {%- set result = run_query("select district_code from landing.district order by district_code") -%}
-    {{- return(result.columns[0].values() | list) -}}
+    {#- to_jsonb: a warehouse made before in_registry existed reads every district as current. -#}
+    {%- set result = run_query(
+        "select district_code from landing.district as d"
+        ~ " where coalesce((to_jsonb(d) ->> 'in_registry')::boolean, true) order by district_code") -%}
+    {%- set codes = result.columns[0].values() | list -%}
+    {%- for code in codes if code != code | upper -%}
+        {{ exceptions.raise_compiler_error(
+            "landing.district holds district code '" ~ code ~ "', which is not upper case; district codes are "
+            ~ "upper case (d01 is D01). Run attendance-sync load to see how to resolve it.") }}
+    {%- endfor -%}
+    {{- return(codes) -}}
+{%- endmacro %}
+
+
+{% macro current_district_filter(column='district_code') -%}
+    {%- if not execute or in_unit_test() -%}
+        true
+    {%- else -%}
+        {{ district_filter(column, registry_districts()) }}
+    {%- endif -%}
 {%- endmacro %}
 
 

@@ -7,7 +7,8 @@
     use for it. That is the run's as-of date (as_of_date()), but never later than the as-of date of the
     district's last att_day_aggregation build (state.model_build): days the aggregation has not reached
     yet must not count as instructional days, or a report run on a later day than the aggregation
-    would understate ADA and ADM.
+    would understate ADA and ADM. Only current districts have a row (removed from the registry: not
+    reported), and every report joins these rows.
 -#}
 {% macro report_as_of_dates() -%}
     select
@@ -17,6 +18,7 @@
     left join {{ source('state', 'model_build') }} as aggregation_build
         on aggregation_build.district_code = district.district_code
         and aggregation_build.model_name = 'att_day_aggregation'
+    where {{ current_district_filter('district.district_code') }}
 {%- endmacro %}
 
 

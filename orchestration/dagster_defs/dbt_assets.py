@@ -39,6 +39,7 @@ from orchestration import database
 from orchestration.dagster_defs.project import dbt_project, manifest
 from orchestration.dagster_defs.resources import AttendanceDbtCliResource
 from orchestration.dbt_runner import state_time_zone
+from orchestration.district_admin import sync_registry_file
 from orchestration.writer_lock import state_writer_lock
 
 # The concurrency pool of every step that writes landing or state tables (limit 1 in dagster.yaml).
@@ -201,6 +202,7 @@ def dbt_build_events(dbt: AttendanceDbtCliResource, args: list[str], *, holder: 
             districts: Sequence[str] | None, context: AssetExecutionContext | None) -> Iterator[DbtEvent]:
     """One dbt invocation under the writer lock, streaming Dagster events with row counts."""
     with state_writer_lock(holder, log=log.info):
+        sync_registry_file()  # builds only the districts the registry file lists now
         if context is not None:
             invocation = dbt.cli(args, context=context)
         else:

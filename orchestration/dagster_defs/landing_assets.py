@@ -34,6 +34,7 @@ from pydantic import Field
 
 from orchestration.dagster_defs.dbt_assets import WRITER_POOL
 from orchestration.dagster_defs.project import manifest
+from orchestration.district_admin import sync_registry_file
 from orchestration.district_tables import TABLES
 from orchestration.landing_load import DistrictLoadResult, StateDatabaseUnavailable, load_districts
 from orchestration.registry import select_districts
@@ -95,6 +96,7 @@ def load_landing(codes: Sequence[str], *, holder: str, log: Any,
     districts = select_districts(list(codes))
     try:
         with state_writer_lock(holder, log=log.info):
+            sync_registry_file()  # which districts are current, from the whole registry file
             results = load_districts(districts, allow_mass_delete=allow_mass_delete)
     except StateDatabaseUnavailable as error:
         raise Failure(description=str(error)) from None

@@ -108,6 +108,9 @@ def _tables_exist(conn: Any) -> bool:
 def sync_status_rows() -> list[dict[str, Any]]:
     """One dict per district (registry order, then districts only landing knows), keys as in COLUMNS.
 
+    `in_registry` is false for a district whose data the state still holds although the registry file no
+    longer lists it (shown as "removed from registry"; retire it with `attendance-sync districts retire`).
+
     Times are timezone-aware datetimes (None when it never happened); `stale_for` is a timedelta (None
     when the state holds no data of the district) and `stale` says whether it exceeds the threshold.
     """
@@ -115,18 +118,23 @@ def sync_status_rows() -> list[dict[str, Any]]:
     with database.connect(autocommit=True) as conn:
         if not _tables_exist(conn):
             return [dict.fromkeys(COLUMNS) | {"district": d.code, "name": d.name, "models_built": 0,
-                                              "models_behind": 0, "stale": True} for d in registry]
+                                              "models_behind": 0, "in_registry": True, "stale": True}
+                    for d in registry]
         rows = conn.execute(_STATUS_SQL, {
             "codes": [d.code for d in registry], "names": [d.name for d in registry],
             "positions": list(range(len(registry)))}).fetchall()
     limit = stale_after()
     result = []
+    listed = {d.code for d in registry}
     for code, name, last_load, failure, last_build, data_as_of, built, behind, aggregation_as_of, now in rows:
         age = now - data_as_of if data_as_of else None
+        # A district removed from the registry is no longer built, so it is not "stale": it is not current.
+        current = code in listed
         result.append({"district": code, "name": name, "last_load": last_load, "last_load_failure": failure,
                        "last_build": last_build, "state_data_as_of": data_as_of, "stale_for": age,
                        "models_built": int(built), "models_behind": int(behind),
-                       "aggregation_as_of": aggregation_as_of, "stale": age is None or age > limit})
+                       "aggregation_as_of": aggregation_as_of, "in_registry": current,
+                       "stale": current and (age is None or age > limit)})
     return result
 
 
@@ -140,14 +148,21 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+REMOVED = "removed from registry"
+
+
+def _district_cell(row: dict[str, Any]) -> str:
+    return row["district"] if row.get("in_registry", True) else f"{row['district']} ({REMOVED})"
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A plain-text table for the terminal."""
     headers = ["district", "last load", "last build", "state data as of", "stale for", "models", "behind",
                "aggregation as of", "last failure"]
     keys = ["district", "last_load", "last_build", "state_data_as_of", "stale_for", "models_built", "models_behind",
             "aggregation_as_of", "last_load_failure"]
-    body = [[_cell(row[k]) if k != "stale_for" else format_age(row[k]) + (" STALE" if row["stale"] else "")
-             for k in keys] for row in rows]
+    body = [[_district_cell(row) if k == "district" else _cell(row[k]) if k != "stale_for"
+             else format_age(row[k]) + (" STALE" if row["stale"] else "") for k in keys] for row in rows]
     widths = [max(len(h), *(len(line[i]) for line in body)) if body else len(h) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in body]
@@ -157,7 +172,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def format_markdown(rows: list[dict[str, Any]]) -> str:
     header = ("| district | last load | last build | state data as of | stale for | models behind |\n"
               "|---|---|---|---|---|---|")
-    lines = [f"| {r['district']} | {_cell(r['last_load'])} | {_cell(r['last_build'])} | "
+    lines = [f"| {_district_cell(r)} | {_cell(r['last_load'])} | {_cell(r['last_build'])} | "
              f"{_cell(r['state_data_as_of'])} | {format_age(r['stale_for'])}{' **stale**' if r['stale'] else ''} | "
              f"{r['models_behind']} |" for r in rows]
     return "\n".join([header, *lines])

@@ -1,7 +1,8 @@
 {{ config(indexes=[
     {'columns': ['district_code'], 'unique': true},
 ]) }}
--- The districts of the State Edition (the registry); every other state table's rows belong to one.
+-- The districts of the State Edition (every district built; those the registry no longer lists keep their row
+-- until retired, and the reports leave them out); every other state table's rows belong to one.
 
 with district as (
     select * from {{ ref('stg_landing__district') }}
