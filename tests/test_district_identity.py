@@ -84,7 +84,7 @@ def test_a_lower_case_registry_code_is_the_same_district_and_never_empties_it(
 
 
 def test_dbt_vars_take_codes_in_any_case() -> None:
-    assert dbt_runner.dbt_vars(["d01", "D01", "d_2"]) == {"districts": ["D01", "D_2"]}
+    assert dbt_runner.dbt_vars(["d01", "D01", "d_2"])["districts"] == ["D01", "D_2"]
 
 
 def test_no_lower_case_code_can_be_stored(state_db: str, make_district: MakeDistrict) -> None:
