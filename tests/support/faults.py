@@ -132,7 +132,7 @@ class Sums:
 
 MISSING = Sums("no table", "no table")
 EMPTY = Sums("0:", "0:")
-Key = tuple[str, str]  # (schema.table, district code, or "" for a table without one)
+Key = tuple[str, str]  # (schema.table, value of its group column, or "" for an ungrouped table)
 
 
 @dataclass(frozen=True)
@@ -167,21 +167,22 @@ def table_columns(conn: psycopg.Connection, schemas: Iterable[str]) -> dict[str,
     return tables
 
 
-def checksums(conn: psycopg.Connection, schemas: Iterable[str], *, per_district: bool = False,
+def checksums(conn: psycopg.Connection, schemas: Iterable[str], *, group_by: Mapping[str, str] | None = None,
               skip: Iterable[str] = ()) -> Checksums:
-    """Sums of every table of the schemas; with per_district, one per district_code of the tables that have
-    one (a district's rows then form a unit of their own)."""
+    """Sums of every table of the schemas. `group_by` maps a table (or "*": every table having that column)
+    to a column: one sum per value of it, so that e.g. each district's rows form a unit of their own."""
+    group_by = group_by or {}
     tables = {table: columns for table, columns in table_columns(conn, schemas).items() if table not in skip}
     sums: dict[Key, Sums] = {}
     for table, columns in tables.items():
-        grouped = per_district and "district_code" in columns
+        column = group_by.get(table, group_by.get("*"))
         volatile = run_time_columns(columns)
         statement = sql.SQL(
             "select {group}, count(*) || ':' || md5(string_agg(t::text, '|' order by t::text)), "
             "count(*) || ':' || md5(string_agg((to_jsonb(t) - %(volatile)s::text[])::text, '|' "
             "order by (to_jsonb(t) - %(volatile)s::text[])::text)) "
             "from {table} t group by 1").format(
-                group=sql.SQL("t.district_code") if grouped else sql.SQL("''"),
+                group=sql.SQL("t.{}").format(sql.Identifier(column)) if column in columns else sql.SQL("''"),
                 table=sql.Identifier(*table.split(".", 1)))
         for unit, exact, normalized in conn.execute(statement, {"volatile": volatile}).fetchall():
             sums[(table, str(unit))] = Sums(str(exact), str(normalized))
