@@ -8,9 +8,11 @@ subprocesses (`attendance-sync load`, `attendance-sync build run`) against demo 
 server of this module's own (its own ATTENDANCE_HOME and port), so killing that server disturbs no other
 test.
 
-The kill moments are drawn from a seeded generator, uniformly within the measured duration of a complete
-run: ATTENDANCE_FAULT_SEED (printed, part of every failure message) replays a run, ATTENDANCE_FAULT_ROUNDS
-(default 2) deepens it, e.g. ATTENDANCE_FAULT_ROUNDS=10 pytest tests/test_fault_injection.py.
+The kill moments are drawn from a seeded generator within the measured duration of a complete run,
+round n of N in the n-th N-th of it. ATTENDANCE_FAULT_SEED (default 8; printed and part of every failure
+message) replays a run; ATTENDANCE_FAULT_ROUNDS=N (default 2) runs 2N load kills, N build kills and N/2
+(at least one) server kills during a load and during a build, e.g. ATTENDANCE_FAULT_ROUNDS=10 for a deeper
+search.
 """
 
 from __future__ import annotations
@@ -298,7 +300,7 @@ class Round:
                                  label=lambda unit: f"landing of district {unit}" if unit else "landing"):
             self.problem(text)
         units = sorted({key[1] for key in found.all_keys() | before.all_keys() if key[1]})
-        return ", ".join(f"{unit} {faults.outcome(_keys_of(found, before, unit), found, before, after)}"
+        return ", ".join(f"{unit} {faults.outcome(_keys_of(found, before, unit), found, before, after) or 'neither'}"
                          for unit in units)
 
     def check_state(self) -> str:

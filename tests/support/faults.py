@@ -33,9 +33,10 @@ def free_port() -> int:
 
 
 def set_subreaper(enabled: bool) -> bool:
-    """Adopt (and so be able to reap) orphaned descendants, such as the daemonized postmaster. Where PID 1
-    does not reap orphans (some containers), a killed postmaster otherwise stays a zombie that still looks
-    like a live `postgres`. Linux only; returns whether it took effect."""
+    """Adopt (and so reap at once) orphaned descendants: the daemonized postmaster, a killed command's
+    children. Where PID 1 reaps orphans late (some containers) or never, a killed postmaster stays a zombie
+    for a while, which still looks like a live `postgres` to the project's restart. Linux only; returns
+    whether it took effect."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, int(enabled), 0, 0, 0) == 0)
@@ -210,8 +211,11 @@ def judge(found: Checksums, before: Checksums, after: Checksums, unit_of: Callab
     for unit, keys in sorted(units.items(), key=lambda item: str(item[0])):
         if outcome(keys, found, before, after) is not None:
             continue
-        neither = sorted({key[0] for key in keys if found.get(key) != before.get(key)
-                          and found.get(key).normalized != after.get(key).normalized})
-        detail = f"{', '.join(neither)} match neither" if neither else "some tables as before, others as after"
+        as_before = {key[0] for key in keys if found.get(key) == before.get(key)}
+        as_after = {key[0] for key in keys if found.get(key).normalized == after.get(key).normalized}
+        neither = sorted({key[0] for key in keys} - as_before - as_after)
+        detail = (f"{', '.join(neither)} match neither" if neither else
+                  f"{', '.join(sorted(as_after - as_before))} as after, {', '.join(sorted(as_before - as_after))} "
+                  "as before")
         problems.append(f"{label(unit)} is neither as before nor as after a complete run: {detail}")
     return problems
