@@ -9,7 +9,7 @@ server of this module's own (its own ATTENDANCE_HOME and port), so killing that 
 test.
 
 The kill moments are drawn from a seeded generator within the measured duration of a complete run,
-round n of N in the n-th N-th of it. ATTENDANCE_FAULT_SEED (default 8; printed and part of every failure
+round n of N in the n-th N-th of it. ATTENDANCE_FAULT_SEED (default 171; printed and part of every failure
 message) replays a run; ATTENDANCE_FAULT_ROUNDS=N (default 2) runs 2N load kills, N build kills and N/2
 (at least one) server kills during a load and during a build, e.g. ATTENDANCE_FAULT_ROUNDS=10 for a deeper
 search.
@@ -37,7 +37,9 @@ from orchestration import database, embedded_postgres, settings
 from tests.support import faults
 from tests.support.faults import Checksums, Key
 
-SEED = int(os.environ.get("ATTENDANCE_FAULT_SEED", "8"))
+# The default seed puts some of the default rounds' kills late in their runs, where the commands write
+# (loads at 5, 32, 74 and 90% of a complete load, builds at 27 and 93%, the server at 71 and 85%).
+SEED = int(os.environ.get("ATTENDANCE_FAULT_SEED", "171"))
 ROUNDS = max(1, int(os.environ.get("ATTENDANCE_FAULT_ROUNDS", "2")))
 # Two districts of 1,000 students in mid-year: a load takes a second or two, long enough to be hit inside
 # its transactions; a build is mostly dbt's own start-up.
