@@ -53,6 +53,8 @@ SURVIVOR_WAIT = 5.0  # seconds a killed command's children get to end
 QUIET_WAIT = 30.0  # seconds its database sessions get to end (a statement in flight runs on, then aborts)
 EXIT_WAIT = 120.0  # seconds a command gets to give up once its server is gone
 CLI = Path(sys.executable).with_name("attendance-sync")
+# Settings that would name another server, or its password file: this module's server is its own.
+OTHER_SERVER = (database.URL_VARIABLE, *database.PG_VARIABLES, "PGPASSFILE")
 
 
 @dataclass(frozen=True)
@@ -186,8 +188,7 @@ def as_of_from(simulate_output: str) -> str:
 
 
 def prepare(home: Path) -> FaultWarehouse:
-    env = {key: value for key, value in os.environ.items()
-           if key not in (database.URL_VARIABLE, *database.PG_VARIABLES)}
+    env = {key: value for key, value in os.environ.items() if key not in OTHER_SERVER}
     env["ATTENDANCE_REGISTRY"] = str(home / "demo" / "districts.yml")
     cli = Cli(home, env)
     cli.must_run(*DEMO_DATA, database_name="fault_base")
@@ -216,7 +217,7 @@ def prepare(home: Path) -> FaultWarehouse:
 def warehouse() -> Iterator[FaultWarehouse]:
     home = settings.local_dir() / "fault-injection"
     with pytest.MonkeyPatch.context() as patch:
-        for name in (database.URL_VARIABLE, *database.PG_VARIABLES):
+        for name in OTHER_SERVER:
             patch.delenv(name, raising=False)
         patch.setenv("ATTENDANCE_HOME", str(home))
         patch.setenv("ATTENDANCE_EMBEDDED_PORT", str(faults.free_port()))
