@@ -49,9 +49,10 @@ def cmd_db(args: argparse.Namespace) -> int:
 def cmd_load(args: argparse.Namespace) -> int:
     from orchestration.landing_load import load_districts
     from orchestration.registry import select_districts
+    from orchestration.tool_rights import writable_districts
     from orchestration.writer_lock import state_writer_lock
 
-    districts = select_districts(_codes(args.district))
+    districts = select_districts(writable_districts("run a load", _codes(args.district)))
     with state_writer_lock("attendance-sync load"):
         results = load_districts(districts)
     for result in results:
@@ -108,11 +109,13 @@ def as_of_for(clock_today: dt.date) -> dt.date:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from orchestration.dbt_runner import run_dbt
+    from orchestration.tool_rights import writable_districts
     from orchestration.writer_lock import state_writer_lock
 
+    districts = writable_districts(f"run {args.command}", _codes(args.districts))
     with state_writer_lock(f"attendance-sync build {args.command}"):
         result = run_dbt([args.command, *(["--select", args.select] if args.select else [])],
-                         districts=_codes(args.districts), as_of_date=args.as_of_date,
+                         districts=districts, as_of_date=args.as_of_date,
                          full_refresh=args.full_refresh)
     print(result.stdout.rstrip())
     if not result.success:
@@ -128,15 +131,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_rights(args: argparse.Namespace) -> int:
-    from orchestration import database, tool_rights
+    from orchestration import tool_rights
 
-    if args.action == "grant":
+    districts = _codes(args.district)
+    if args.action == "grant" and districts:
+        tool_rights.grant_districts(args.user, args.right, districts)
+    elif args.action == "grant":
         tool_rights.grant(args.user, args.right)
     elif args.action == "revoke":
-        tool_rights.revoke(args.user, args.right)
-    with database.connect() as conn:
-        held = tool_rights.rights_of(conn, args.user)
-    print(f"{args.user}: {', '.join(sorted(held)) or 'no rights'}")
+        if not districts:
+            tool_rights.revoke(args.user, args.right)
+        tool_rights.revoke_districts(args.user, args.right, districts)
+    print(tool_rights.show(args.user).describe())
     return 0
 
 
@@ -218,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     rights.add_argument("action", choices=["grant", "revoke", "show"])
     rights.add_argument("user", help="an existing database login role")
     rights.add_argument("right", nargs="?", choices=["read", "write"], default="read")
+    rights.add_argument("--district", action="append", metavar="CODE",
+                        help="district-level right over these districts only (repeat or comma-separate); "
+                             "with revoke: take back only these districts")
 
     resync = add("resync", cmd_resync, "Resync selected districts and objects through Dagster (the run shows "
                  "in the UI's history); with --check-dependencies every parent object is resynced too.")
@@ -250,11 +259,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.registry:
         os.environ["ATTENDANCE_REGISTRY"] = str(Path(args.registry).resolve())
     from orchestration.registry import RegistryError
-    from orchestration.tool_rights import PermissionDenied
+    from orchestration.tool_rights import PermissionDenied, RightsError
 
     try:
         return int(args.handler(args))
-    except (RegistryError, PermissionDenied) as error:
+    except (RegistryError, PermissionDenied, RightsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -19,8 +19,8 @@ from orchestration import database
 from orchestration.district_sources import DistrictSource, SourceError, open_source
 from orchestration.district_tables import TABLES, Column, Table
 from orchestration.registry import District, load_registry
-from orchestration.tool_rights import require_write
-from orchestration.warehouse_setup import WRITE_ROLE, ensure_partition, ensure_warehouse
+from orchestration.tool_rights import district_scope, require_write
+from orchestration.warehouse_setup import WRITE_ROLE, ensure_district_partition, ensure_partition, ensure_warehouse
 
 
 class DistrictLoadError(Exception):
@@ -105,6 +105,7 @@ class _DistrictLoad:
     def __init__(self, conn: psycopg.Connection, district: District, source: DistrictSource) -> None:
         self.conn, self.district, self.source = conn, district, source
         self.code = district.code
+        self.district_level = False  # loading with a district-level Write right (run() decides)
 
     def fail(self, message: str, **where: str | None) -> DistrictLoadError:
         return DistrictLoadError(self.code, message, **where)
@@ -182,7 +183,7 @@ class _DistrictLoad:
 
     def apply(self, spec: Table, batch_id: int, staged: int) -> TableLoadStats:
         """Diff new_<table> against the district's landing partition."""
-        ensure_partition(self.conn, spec.name, self.code)
+        (ensure_district_partition if self.district_level else ensure_partition)(self.conn, spec.name, self.code)
         target = sql.Identifier("landing", spec.name)
         names, pk = spec.column_names, sql.Identifier(spec.primary_key)
         params = {"district": self.code, "batch": batch_id, "table": spec.name}
@@ -215,11 +216,20 @@ class _DistrictLoad:
     def run(self) -> DistrictLoadResult:
         started = time.perf_counter()
         conn = self.conn
-        try:
-            conn.execute(sql.SQL("set local role {}").format(sql.Identifier(WRITE_ROLE)))
-        except psycopg.errors.InsufficientPrivilege:
-            raise self.fail(f"permission denied: loading needs the Write right (membership in role {WRITE_ROLE})") \
-                from None
+        scope = district_scope(conn, "write")
+        if scope:
+            # A district-level writer loads as itself: PostgreSQL row security lets it write only the landing
+            # rows of its granted districts (warehouse_setup.ensure_district_access).
+            if self.code not in scope:
+                raise self.fail(f"permission denied: {conn.info.user} may not load district {self.code}; its "
+                                f"district-level Write right covers {', '.join(scope)} only")
+            self.district_level = True
+        else:
+            try:
+                conn.execute(sql.SQL("set local role {}").format(sql.Identifier(WRITE_ROLE)))
+            except psycopg.errors.InsufficientPrivilege:
+                raise self.fail(
+                    f"permission denied: loading needs the Write right (membership in role {WRITE_ROLE})") from None
         # One writer per district: a second load of the same district waits here for the first to commit.
         conn.execute("select pg_advisory_xact_lock(hashtext('attendance_sync:district:' || %s))", (self.code,))
         batch_row = conn.execute(
@@ -256,7 +266,9 @@ class _DistrictLoad:
 def register_districts(conn: psycopg.Connection, districts: list[District]) -> None:
     """Write the registry into landing.district, which dbt reads (codes it does not list are refused)."""
     with conn.transaction():
-        conn.execute(sql.SQL("set local role {}").format(sql.Identifier(WRITE_ROLE)))
+        if conn.execute("select pg_has_role(%s, 'member')", (WRITE_ROLE,)).fetchone() == (True,):
+            conn.execute(sql.SQL("set local role {}").format(sql.Identifier(WRITE_ROLE)))
+        # else a district-level writer, registering its own districts as itself (row security)
         for district in districts:
             conn.execute(
                 "insert into landing.district (district_code, name, source) values (%s, %s, %s) "
@@ -288,6 +300,14 @@ def load_district(district: District, *, conn: psycopg.Connection | None = None)
 def prepare_warehouse(districts: list[District] | None = None) -> None:
     """Create what is missing, refusing up front a user without the Write right."""
     with database.connect() as conn:
+        with conn.transaction():
+            scope = district_scope(conn, "write")
+        if scope:
+            # A district-level writer cannot create what is missing (a state-level writer did that); it
+            # registers only its own districts, the loads of others are refused one by one.
+            chosen = districts if districts is not None else load_registry()
+            register_districts(conn, [district for district in chosen if district.code in scope])
+            return
         try:
             with conn.transaction():
                 ensure_warehouse(conn)
