@@ -109,10 +109,13 @@ def as_of_for(clock_today: dt.date) -> dt.date:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from orchestration.dbt_runner import run_dbt
-    from orchestration.tool_rights import writable_districts
+    from orchestration.tool_rights import use_district_dbt_role, writable_districts
     from orchestration.writer_lock import state_writer_lock
 
     districts = writable_districts(f"run {args.command}", _codes(args.districts))
+    if use_district_dbt_role(f"run {args.command}", full_refresh=args.full_refresh):
+        print(f"district-level run for {', '.join(districts or [])}: state tables only; the reports are "
+              "rebuilt by the next state-level build")
     with state_writer_lock(f"attendance-sync build {args.command}"):
         result = run_dbt([args.command, *(["--select", args.select] if args.select else [])],
                          districts=districts, as_of_date=args.as_of_date,

@@ -148,12 +148,15 @@ def launch_resync(districts: list[str] | None, objects: list[str] | None, check_
     from dagster import Failure
 
     from orchestration.dagster_defs.jobs import RESYNC, resync_selection
-    from orchestration.tool_rights import PermissionDenied, writable_districts
+    from orchestration.tool_rights import PermissionDenied, use_district_dbt_role, writable_districts
 
     try:
         codes = [d.code for d in select_districts(writable_districts("run a resync", districts or None))]
         resync_selection(list(objects or []), check_dependencies)
         _require_write("run a resync")
+        if use_district_dbt_role("run a resync"):
+            print("district-level resync: landing and state tables of these districts; the reports are rebuilt "
+                  "by the next state-level build")
     except (RegistryError, PermissionDenied) as error:
         return _refuse(error)
     except Failure as error:
@@ -170,12 +173,13 @@ def launch_resync(districts: list[str] | None, objects: list[str] | None, check_
 def launch_refresh_aggregation(districts: list[str] | None, as_of_date: dt.date | None = None) -> int:
     """Attendance Aggregation Refresh through Dagster, for the districts (None or empty: all)."""
     from orchestration.dagster_defs.jobs import REFRESH
-    from orchestration.tool_rights import PermissionDenied, writable_districts
+    from orchestration.tool_rights import PermissionDenied, use_district_dbt_role, writable_districts
 
     try:
         codes = [d.code for d in select_districts(writable_districts("run an aggregation refresh",
                                                                      districts or None))]
         _require_write("run an aggregation refresh")
+        use_district_dbt_role("run an aggregation refresh", full_refresh=True)
     except (RegistryError, PermissionDenied) as error:
         return _refuse(error)
     config: dict[str, Any] = {"districts": codes}

@@ -7,7 +7,8 @@ state and report table is owned by the write role, and a user outside it cannot 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import psycopg
@@ -242,3 +243,36 @@ def writable_districts(action: str, codes: list[str] | None) -> list[str] | None
         if ready != (True,):
             return codes  # no district rights can exist yet; the command's own Write check applies
         return require_district_write(conn, action, codes)
+
+
+# dbt as a district-level writer: the profile's role (ATTENDANCE_DBT_ROLE) is DISTRICT_WRITE_ROLE, so dbt
+# changes only the state rows of the granted districts (row security with check). What needs DDL on
+# shared tables is a state-level writer's: the reports (each a table over every district, recreated by
+# every build), a district's first aggregation build and the Attendance Aggregation Refresh (both
+# create and swap a partition), and the first build of a model.
+DBT_ROLE_VARIABLE = "ATTENDANCE_DBT_ROLE"
+_DISTRICT_WRITER_EXCLUDES = ("--exclude", "path:models/reports")
+
+
+def use_district_dbt_role(action: str, *, full_refresh: bool = False) -> bool:
+    """For a district-level writer, make the dbt processes this process starts run as DISTRICT_WRITE_ROLE;
+    a full refresh is refused. False (nothing changed) for anyone else."""
+    with database.connect(autocommit=True) as conn:
+        if not district_scope(conn, "write"):
+            return False
+        user = conn.execute("select session_user").fetchone()
+    if full_refresh:
+        raise PermissionDenied(
+            f"permission denied: {user[0] if user else 'this user'} may not {action} with a full refresh: it "
+            f"recreates whole tables and partitions, which only a state-level writer may "
+            f"(membership in role {WRITE_ROLE})")
+    os.environ[DBT_ROLE_VARIABLE] = DISTRICT_WRITE_ROLE
+    return True
+
+
+def district_writer_dbt_args(args: Sequence[str]) -> list[str]:
+    """Arguments a district-level writer's dbt build, run or test adds: the reports are left to state-level
+    builds (PostgreSQL would refuse to recreate them anyway)."""
+    if os.environ.get(DBT_ROLE_VARIABLE) != DISTRICT_WRITE_ROLE or not args or args[0] not in ("build", "run", "test"):
+        return []
+    return list(_DISTRICT_WRITER_EXCLUDES)

@@ -230,6 +230,7 @@ grant execute on function landing.create_district_partition(text, text, text) to
 -- without DDL when everything is in place, so a routine build takes no extra exclusive lock.
 -- State-level readers see every row; district-level readers the rows of their districts; in a table
 -- keyed by state_id (the statewide report), the students enrolled in their districts; else nothing.
+-- District-level writers may change the rows of their districts in state tables, never in reports.
 -- The owner (state-level writers, dbt) bypasses row security.
 create or replace function landing.apply_row_security(target regclass) returns void
 language plpgsql set search_path = pg_catalog, pg_temp
@@ -260,13 +261,22 @@ begin
                            target);
         end if;
     end if;
+    -- District-level writers rebuild their districts' rows of the state tables (delete and insert).
+    if has_district and (select relnamespace = 'state'::regnamespace from pg_class where oid = target)
+            and not exists (select 1 from pg_policy where polrelid = target and polname = 'district_level_write') then
+        execute format('create policy district_level_write on %s to attendance_district_write '
+                       'using (district_code in (select landing.granted_districts(''write''))) '
+                       'with check (district_code in (select landing.granted_districts(''write'')))', target);
+    end if;
 end
 $$;
 """
 
 # Landing tables a district writer's load writes, and what it needs on each.
+# (superseded_row is read by the aggregation's incremental build, which a district writer may run.)
 _DISTRICT_WRITER_TABLES = {"district": "select, insert, update", "load_batch": "select, insert, update",
-                           "load_log": "insert", "load_failure": "insert", "superseded_row": "insert"}
+                           "load_log": "select, insert", "load_failure": "insert",
+                           "superseded_row": "select, insert"}
 
 
 def ensure_district_access(conn: psycopg.Connection) -> None:
@@ -284,8 +294,9 @@ def _ensure_district_write_policy(conn: psycopg.Connection, name: str, privilege
     table = sql.Identifier("landing", name)
     state = conn.execute(
         "select c.relrowsecurity, exists (select 1 from pg_policy p where p.polrelid = c.oid "
-        "and p.polname = 'district_level_write'), has_table_privilege(%s, c.oid, 'insert') "
-        "from pg_class c where c.oid = %s::regclass", (DISTRICT_WRITE_ROLE, f"landing.{name}")).fetchone()
+        "and p.polname = 'district_level_write'), (select bool_and(has_table_privilege(%s, c.oid, privilege)) "
+        "from unnest(string_to_array(%s, ', ')) as privilege) from pg_class c where c.oid = %s::regclass",
+        (DISTRICT_WRITE_ROLE, privileges, f"landing.{name}")).fetchone()
     assert state is not None
     secured, has_policy, granted = state
     if not secured:

@@ -239,8 +239,45 @@ def test_district_writer_loads_its_district_and_is_refused_another(warehouse: di
                           "select batch_id, 'D02', 'x', 0, 0, 0, 0, 0 from landing.load_batch limit 1")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             staff.execute("select landing.create_district_partition('person', 'person__d03', 'D03')")
+        assert staff.execute("delete from state.person where district_code = 'D02'").rowcount == 0
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            staff.execute("delete from state.person")
+            staff.execute("delete from reports.student_attendance")
+
+
+def table_checksum(conn: psycopg.Connection, table: str, district: str | None = None) -> str:
+    where = sql.SQL("where district_code = {}").format(district) if district else sql.SQL("")
+    row = conn.execute(sql.SQL("select count(*) || ':' || md5(coalesce(string_agg(t::text, '|' order by t::text), "
+                               "'')) from {} t {}").format(sql.SQL(table), where)).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_district_writer_builds_and_resyncs_only_its_state_rows(
+        warehouse: dict[str, District], login: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("ATTENDANCE_DBT_ROLE", "attendance_write")  # restored after the CLI switches it
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    tool_rights.grant_districts(login, "write", ["D01"])
+    with database.connect(warehouse["D01"].source.database, autocommit=True) as source:
+        source.execute("update person set first_name = 'Resynced' where person_id = 2")
+    with database.connect(autocommit=True) as admin:
+        others = {table: table_checksum(admin, table, sql.Literal("D02")) for table in ("state.person",
+                                                                                         "state.attendance")}
+        reports = table_checksum(admin, "reports.student_attendance")
+    with environment_of(login):
+        assert cli.main(["refresh-aggregation", "--districts", "D01"]) == 2
+        assert "may not run an aggregation refresh with a full refresh" in capsys.readouterr().err
+        assert cli.main(["build", "--districts", "D01", "--full-refresh"]) == 2
+        assert "may not run build with a full refresh" in capsys.readouterr().err
+        assert cli.main(["resync", "--districts", "D01", "--as-of-date", AS_OF.isoformat()]) == 0, \
+            capsys.readouterr()
+        assert cli.main(["build", "--as-of-date", AS_OF.isoformat()]) == 0, capsys.readouterr()  # = its districts
+        assert "district-level run for D01" in capsys.readouterr().out
+    with database.connect(autocommit=True) as admin:
+        assert admin.execute("select first_name from state.person where district_code = 'D01' and person_id = 2"
+                             ).fetchone() == ("Resynced",)
+        assert {table: table_checksum(admin, table, sql.Literal("D02")) for table in others} == others
+        assert table_checksum(admin, "reports.student_attendance") == reports
 
 
 def test_unwritten_registry_path_is_not_needed_for_show(warehouse: dict[str, District], login: str,

@@ -33,6 +33,9 @@
             if not has_table_privilege('attendance_district_read', 'state.model_build', 'select') then
                 grant select on state.model_build to attendance_district_read;
             end if;
+            if not has_table_privilege('attendance_district_write', 'state.model_build', 'insert') then
+                grant select, insert, update on state.model_build to attendance_district_write;
+            end if;
         end if;
     end
     $row_security$;
