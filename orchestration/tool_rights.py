@@ -207,12 +207,13 @@ def district_scope(conn: psycopg.Connection, right: str) -> list[str] | None:
     connected login for it (empty: none)."""
     if right in rights_of(conn):
         return None
-    granted = conn.execute(
-        "select case when to_regprocedure('landing.granted_districts(text)') is not null "
-        "and pg_has_role(session_user, %s, 'member') then "
-        "array(select landing.granted_districts(%s) order by 1) end",
-        (DISTRICT_RIGHTS[right], right)).fetchone()
-    return list(granted[0]) if granted and granted[0] is not None else []
+    member = conn.execute(
+        "select to_regprocedure('landing.granted_districts(text)') is not null and pg_has_role(session_user, r.oid, "
+        "'member') from pg_roles r where r.rolname = %s", (DISTRICT_RIGHTS[right],)).fetchone()
+    if member != (True,):
+        return []  # (PostgreSQL checks EXECUTE when a query starts, so the function is called only here)
+    granted = conn.execute("select array(select landing.granted_districts(%s) order by 1)", (right,)).fetchone()
+    return list(granted[0]) if granted else []
 
 
 def require_district_write(conn: psycopg.Connection, action: str, codes: list[str] | None) -> list[str] | None:
