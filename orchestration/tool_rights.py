@@ -158,14 +158,19 @@ def grant_districts(user: str, right: str, districts: list[str]) -> None:
 
 
 def _secure_existing_tables(conn: psycopg.Connection) -> None:
-    """Row security on state and reports tables built before district-level rights existed."""
+    """Row security and district-level grants on state and reports tables built before district-level
+    rights existed (later builds keep them, dbt_project.yml)."""
     tables = conn.execute(
-        "select c.oid::regclass::text from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+        "select c.oid::regclass::text, n.nspname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
         "where n.nspname in ('state', 'reports') and c.relkind in ('r', 'p') and not c.relispartition "
         "and not c.relrowsecurity").fetchall()
-    for (table,) in tables:
+    for table, schema in tables:
         conn.execute("select landing.apply_row_security(%s::regclass)", (table,))
         conn.execute(sql.SQL("grant select on {} to {}").format(sql.SQL(table), sql.Identifier(DISTRICT_READ_ROLE)))
+        if schema == "state":  # what dbt_project.yml and macros/row_security.sql grant
+            privileges = "select, insert, update" if table == "state.model_build" else "insert, delete"
+            conn.execute(sql.SQL("grant {} on {} to {}").format(
+                sql.SQL(privileges), sql.SQL(table), sql.Identifier(DISTRICT_WRITE_ROLE)))
 
 
 def revoke_districts(user: str, right: str, districts: list[str] | None) -> None:

@@ -284,3 +284,13 @@ def test_unwritten_registry_path_is_not_needed_for_show(warehouse: dict[str, Dis
                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ATTENDANCE_REGISTRY", str(tmp_path / "missing.yml"))
     assert tool_rights.show(login).describe() == f"{login}: state-level: none; district-level: none"
+
+
+def test_grant_secures_tables_built_before_district_rights(warehouse: dict[str, District], login: str) -> None:
+    with database.connect(autocommit=True) as admin:  # as a report built by the previous version was
+        admin.execute("drop policy district_level_read on reports.school_attendance; "
+                      "drop policy state_level_read on reports.school_attendance; "
+                      "alter table reports.school_attendance disable row level security; "
+                      "revoke select on reports.school_attendance from attendance_district_read")
+    tool_rights.grant_districts(login, "read", ["D01"])
+    assert_sees_only_d01(login)
