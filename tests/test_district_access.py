@@ -230,6 +230,9 @@ def test_district_writer_loads_its_district_and_is_refused_another(warehouse: di
         assert admin.execute("select last_name from landing.person where district_code = 'D01' and person_id = 1"
                              ).fetchone() == ("Changed",)
     with connect_as(login) as staff:
+        for role in ("attendance_write", "attendance_read"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                staff.execute(sql.SQL("set role {}").format(sql.Identifier(role)))
         for statement in ("update landing.person set last_name = 'X' where district_code = 'D02'",
                           "update landing.load_batch set committed_at = now() where district_code = 'D02'"):
             assert staff.execute(statement).rowcount == 0  # D02's rows are invisible to it
