@@ -69,9 +69,10 @@ def cmd_load(args: argparse.Namespace) -> int:
     from orchestration.landing_load import load_districts
     from orchestration.load_guard import FLAG
     from orchestration.registry import select_districts
+    from orchestration.tool_rights import writable_districts
     from orchestration.writer_lock import state_writer_lock
 
-    districts = select_districts(_codes(args.district))
+    districts = select_districts(writable_districts("run a load", _codes(args.district)))
     # A state server that cannot be reached or is lost ends in cli_errors' one message.
     with state_writer_lock("attendance-sync load"):
         sync_registry_file()  # which districts are current, from the whole registry file
@@ -133,12 +134,17 @@ def as_of_for(clock_today: dt.date) -> dt.date:
 def cmd_build(args: argparse.Namespace) -> int:
     from orchestration.dbt_runner import run_dbt
     from orchestration.district_admin import sync_registry_file
+    from orchestration.tool_rights import use_district_dbt_role, writable_districts
     from orchestration.writer_lock import state_writer_lock
 
+    districts = writable_districts(f"run {args.command}", _codes(args.districts))
+    if use_district_dbt_role(f"run {args.command}", full_refresh=args.full_refresh):
+        print(f"district-level run for {', '.join(districts or [])}: state tables only; the reports are "
+              "rebuilt by the next state-level build")
     with state_writer_lock(f"attendance-sync build {args.command}"):
         sync_registry_file()  # builds only the districts the registry file lists now
         result = run_dbt([args.command, *(["--select", args.select] if args.select else [])],
-                         districts=_codes(args.districts), as_of_date=args.as_of_date,
+                         districts=districts, as_of_date=args.as_of_date,
                          full_refresh=args.full_refresh)
     print(result.stdout.rstrip())
     if not result.success:
@@ -154,19 +160,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_rights(args: argparse.Namespace) -> int:
-    from orchestration import database, tool_rights
+    from orchestration import tool_rights
 
     if args.action == "create-login":
         from orchestration.logins import cli_create_login
 
         return cli_create_login(args.user, args.right, args.password_env)
-    if args.action == "grant":
+    districts = _codes(args.district)
+    if args.action == "grant" and districts:
+        tool_rights.grant_districts(args.user, args.right, districts)
+    elif args.action == "grant":
         tool_rights.grant(args.user, args.right)
     elif args.action == "revoke":
-        tool_rights.revoke(args.user, args.right)
-    with database.connect() as conn:
-        held = tool_rights.rights_of(conn, args.user)
-    print(f"{args.user}: {', '.join(sorted(held)) or 'no rights'}")
+        if not districts:
+            tool_rights.revoke(args.user, args.right)
+        tool_rights.revoke_districts(args.user, args.right, districts)
+    print(tool_rights.show(args.user).describe())
     return 0
 
 
@@ -267,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     rights.add_argument("--password-env", metavar="VAR",
                         help="create-login: read the new login's password from this environment variable "
                              "(default: a hidden prompt; never give a password on the command line)")
+    rights.add_argument("--district", action="append", metavar="CODE",
+                        help="district-level right over these districts only (repeat or comma-separate); "
+                             "with revoke: take back only these districts")
 
     resync = add("resync", cmd_resync, "Resync selected districts and objects through Dagster (the run shows "
                  "in the UI's history); with --check-dependencies every parent object is resynced too.")

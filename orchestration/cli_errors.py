@@ -25,6 +25,7 @@ REFUSED, FAILED, INTERRUPTED = 2, 1, 130
 REFUSALS = frozenset({
     "orchestration.registry.RegistryError",
     "orchestration.tool_rights.PermissionDenied",
+    "orchestration.tool_rights.RightsError",
     "orchestration.demo_data.DemoDataError",
     "orchestration.cli_errors.SettingsError",
 })

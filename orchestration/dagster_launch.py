@@ -115,11 +115,12 @@ def launch_job(job_name: str, run_config: dict[str, Any], *, tags: dict[str, str
 def _require_write(action: str) -> None:
     import psycopg
 
-    from orchestration.tool_rights import require_write
+    from orchestration.tool_rights import require_district_write
 
-    # A fresh warehouse has no roles yet: the first load creates them.
+    # A fresh warehouse has no roles yet: the first load creates them. District-level writers pass here;
+    # their districts were checked by writable_districts.
     with database.connect(autocommit=True) as conn, contextlib.suppress(psycopg.errors.UndefinedObject):
-        require_write(conn, action)
+        require_district_write(conn, action, None)
 
 
 def _report(job_name: str, result: LaunchResult) -> int:
@@ -147,12 +148,15 @@ def launch_resync(districts: list[str] | None, objects: list[str] | None, check_
     from dagster import Failure
 
     from orchestration.dagster_defs.jobs import RESYNC, resync_selection
-    from orchestration.tool_rights import PermissionDenied
+    from orchestration.tool_rights import PermissionDenied, use_district_dbt_role, writable_districts
 
     try:
-        codes = [d.code for d in select_districts(districts or None)]
+        codes = [d.code for d in select_districts(writable_districts("run a resync", districts or None))]
         resync_selection(list(objects or []), check_dependencies)
         _require_write("run a resync")
+        if use_district_dbt_role("run a resync"):
+            print("district-level resync: landing and state tables of these districts; the reports are rebuilt "
+                  "by the next state-level build")
     except (RegistryError, PermissionDenied) as error:
         return _refuse(error)
     except Failure as error:
@@ -171,11 +175,13 @@ def launch_resync(districts: list[str] | None, objects: list[str] | None, check_
 def launch_refresh_aggregation(districts: list[str] | None, as_of_date: dt.date | None = None) -> int:
     """Attendance Aggregation Refresh through Dagster, for the districts (None or empty: all)."""
     from orchestration.dagster_defs.jobs import REFRESH
-    from orchestration.tool_rights import PermissionDenied
+    from orchestration.tool_rights import PermissionDenied, use_district_dbt_role, writable_districts
 
     try:
-        codes = [d.code for d in select_districts(districts or None)]
+        codes = [d.code for d in select_districts(writable_districts("run an aggregation refresh",
+                                                                     districts or None))]
         _require_write("run an aggregation refresh")
+        use_district_dbt_role("run an aggregation refresh", full_refresh=True)
     except (RegistryError, PermissionDenied) as error:
         return _refuse(error)
     config: dict[str, Any] = {"districts": codes}

@@ -141,7 +141,9 @@ def dbt_args(args: list[str], *, districts: list[str] | None = None, as_of_date:
     """The dbt command line after `dbt`: the subcommand and its arguments, then the project's options."""
     if not args or args[0].startswith("-"):
         raise ValueError(f"dbt arguments must start with a subcommand (build, run, test, ls, ...), got {args!r}")
-    command = [*args,
+    from orchestration.tool_rights import district_writer_dbt_args
+
+    command = [*args, *district_writer_dbt_args(args),
                "--project-dir", str(project_dir or settings.DBT_PROJECT_DIR),
                "--profiles-dir", str(profiles_dir or settings.DBT_PROFILES_DIR)]
     if target_path is not None:

@@ -31,8 +31,8 @@ from orchestration.load_guard import (
     record_allowance,
 )
 from orchestration.registry import District, RegistryError
-from orchestration.tool_rights import require_write
-from orchestration.warehouse_setup import WRITE_ROLE, ensure_partition, ensure_warehouse
+from orchestration.tool_rights import district_scope, require_write
+from orchestration.warehouse_setup import WRITE_ROLE, ensure_district_partition, ensure_partition, ensure_warehouse
 
 
 class StateDatabaseUnavailable(Exception):
@@ -135,6 +135,7 @@ class _DistrictLoad:
         self.conn, self.district, self.source = conn, district, source
         self.code = district.code
         self.guard = guard or DeleteGuard.for_district(district, None)
+        self.district_level = False  # loading with a district-level Write right (run() decides)
 
     def fail(self, message: str, **where: str | None) -> DistrictLoadError:
         return DistrictLoadError(self.code, message, **where)
@@ -235,7 +236,7 @@ class _DistrictLoad:
 
     def apply(self, spec: Table, batch_id: int, staged: int) -> TableLoadStats:
         """Diff new_<table> against the district's landing partition."""
-        ensure_partition(self.conn, spec.name, self.code)
+        (ensure_district_partition if self.district_level else ensure_partition)(self.conn, spec.name, self.code)
         target = sql.Identifier("landing", spec.name)
         names, pk = spec.column_names, sql.Identifier(spec.primary_key)
         params = {"district": self.code, "batch": batch_id, "table": spec.name}
@@ -268,11 +269,20 @@ class _DistrictLoad:
     def run(self) -> DistrictLoadResult:
         started = time.perf_counter()
         conn = self.conn
-        try:
-            conn.execute(sql.SQL("set local role {}").format(sql.Identifier(WRITE_ROLE)))
-        except psycopg.errors.InsufficientPrivilege:
-            raise self.fail(f"permission denied: loading needs the Write right (membership in role {WRITE_ROLE})") \
-                from None
+        scope = district_scope(conn, "write")
+        if scope:
+            # A district-level writer loads as itself: PostgreSQL row security lets it write only the landing
+            # rows of its granted districts (warehouse_setup.ensure_district_access).
+            if self.code not in scope:
+                raise self.fail(f"permission denied: {conn.info.user} may not load district {self.code}; its "
+                                f"district-level Write right covers {', '.join(scope)} only")
+            self.district_level = True
+        else:
+            try:
+                conn.execute(sql.SQL("set local role {}").format(sql.Identifier(WRITE_ROLE)))
+            except psycopg.errors.InsufficientPrivilege:
+                raise self.fail(
+                    f"permission denied: loading needs the Write right (membership in role {WRITE_ROLE})") from None
         # One writer per district: a second load of the same district waits here for the first to commit.
         conn.execute("select pg_advisory_xact_lock(hashtext('attendance_sync:district:' || %s))", (self.code,))
         batch_row = conn.execute(
@@ -305,16 +315,6 @@ class _DistrictLoad:
         conn.execute("update landing.load_batch set committed_at = clock_timestamp() where batch_id = %s", (batch_id,))
         result.duration_s = time.perf_counter() - started
         return result
-
-
-def register_districts(conn: psycopg.Connection, districts: list[District]) -> None:
-    """Refresh landing.district from the whole registry (district_admin.sync_registry; the CLI and Dagster
-    call sync_registry_file before loading). A district enters it only with its first successful load
-    (record_loaded_district), never before."""
-    from orchestration.district_admin import sync_registry
-
-    with conn.transaction():
-        sync_registry(conn, districts)
 
 
 def record_loaded_district(conn: psycopg.Connection, district: District) -> None:
@@ -372,6 +372,12 @@ def load_district(district: District, *, conn: psycopg.Connection | None = None,
 def prepare_warehouse(districts: list[District] | None = None) -> None:
     """Create what is missing, refusing up front a user without the Write right."""
     with database.connect() as conn:
+        with conn.transaction():
+            scope = district_scope(conn, "write")
+        if scope:
+            # A district-level writer cannot create what is missing (a state-level writer did that); its
+            # districts enter landing.district with their loads, the loads of others are refused one by one.
+            return
         try:
             with conn.transaction():
                 ensure_warehouse(conn)

@@ -24,6 +24,10 @@ from orchestration.registry import canonical_code
 
 READ_ROLE = "attendance_read"
 WRITE_ROLE = "attendance_write"
+# District-level rights (district staff): members see and write only the districts granted to them in
+# landing.district_grant. Neither role is a member of READ_ROLE or WRITE_ROLE, so SET ROLE lifts nothing.
+DISTRICT_READ_ROLE = "attendance_district_read"
+DISTRICT_WRITE_ROLE = "attendance_district_write"
 SCHEMAS = ("landing", "state", "reports")
 SYSTEM_COLUMNS = ("_batch_id", "_changed_at", "_deleted")
 
@@ -94,7 +98,7 @@ def ensure_roles(conn: psycopg.Connection) -> None:
 
     Grants only what is missing, so that a Write user who is not an administrator can run this too.
     """
-    for role in (READ_ROLE, WRITE_ROLE):
+    for role in (READ_ROLE, WRITE_ROLE, DISTRICT_READ_ROLE, DISTRICT_WRITE_ROLE):
         if not _role_exists(conn, role):
             conn.execute(sql.SQL("create role {} nologin").format(sql.Identifier(role)))
     held = conn.execute(
@@ -113,6 +117,28 @@ def ensure_roles(conn: psycopg.Connection) -> None:
             database_name, sql.Identifier(WRITE_ROLE)))
     if not read_connects:
         conn.execute(sql.SQL("grant connect on database {} to {}").format(database_name, sql.Identifier(READ_ROLE)))
+    _ensure_district_roles(conn, database_name)
+
+
+def _ensure_district_roles(conn: psycopg.Connection, database_name: sql.Identifier) -> None:
+    """District writers read what they write; only what is missing is granted (see ensure_roles)."""
+    held = conn.execute(
+        "select pg_has_role(%(write)s, %(read)s, 'member'), "
+        "has_database_privilege(%(read)s, current_database(), 'connect'), "
+        "has_database_privilege(%(write)s, current_database(), 'temporary')",
+        {"read": DISTRICT_READ_ROLE, "write": DISTRICT_WRITE_ROLE}).fetchone()
+    assert held is not None
+    write_reads, read_connects, write_temps = held
+    if not write_reads:
+        conn.execute(sql.SQL("grant {} to {}").format(
+            sql.Identifier(DISTRICT_READ_ROLE), sql.Identifier(DISTRICT_WRITE_ROLE)))
+    if not read_connects:
+        conn.execute(sql.SQL("grant connect on database {} to {}").format(
+            database_name, sql.Identifier(DISTRICT_READ_ROLE)))
+    if not write_temps:
+        # The loader stages rows in temporary tables.
+        conn.execute(sql.SQL("grant temporary on database {} to {}").format(
+            database_name, sql.Identifier(DISTRICT_WRITE_ROLE)))
 
 
 def landing_table_sql(spec: Table) -> sql.Composed:
@@ -185,4 +211,151 @@ def ensure_warehouse(conn: psycopg.Connection) -> None:
     for spec in TABLES:
         conn.execute(landing_table_sql(spec))
     ensure_canonical_code_checks(conn)
+    ensure_district_access(conn)
     conn.execute("reset role")
+
+
+# District-level access (tool_rights.py). Everything here is owned by the write role; the two functions
+# that district users call are SECURITY DEFINER with a fixed search_path, and read the grants of
+# session_user: SET ROLE to another role the login belongs to cannot borrow that role's grants.
+_DISTRICT_ACCESS = """
+create table if not exists landing.district_grant (
+    grantee name not null,
+    access text not null check (access in ('read', 'write')),
+    district_code text not null,
+    granted_by name not null default session_user,
+    granted_at timestamptz not null default now(),
+    primary key (grantee, access, district_code)
+);
+comment on table landing.district_grant is
+    'District-level rights: grantee may read (or write and read) district_code only. See tool_rights.py.';
+
+create or replace function landing.granted_districts(access text) returns setof text
+language sql stable security definer set search_path = pg_catalog, pg_temp
+as $$
+    select distinct granted.district_code
+    from landing.district_grant as granted
+    where granted.grantee = session_user
+        and (granted.access = $1 or ($1 = 'read' and granted.access = 'write'))
+$$;
+revoke all on function landing.granted_districts(text) from public;
+grant execute on function landing.granted_districts(text) to attendance_district_read;
+
+-- A district writer's load needs a landing partition for its district; creating one is DDL on a table it
+-- does not own, so this function does it, for a granted district and a partitioned landing table only.
+create or replace function landing.create_district_partition(parent text, partition text, code text)
+returns void
+language plpgsql security definer set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if not (pg_has_role(session_user, 'attendance_write', 'member')
+            or code in (select landing.granted_districts('write'))) then
+        raise exception 'permission denied: % may not load district %', session_user, code
+            using errcode = 'insufficient_privilege';
+    end if;
+    if not exists (
+        select 1 from pg_partitioned_table as partitioned
+        join pg_class as parent_table on parent_table.oid = partitioned.partrelid
+        join pg_namespace as schema on schema.oid = parent_table.relnamespace
+        where schema.nspname = 'landing' and parent_table.relname = parent
+    ) or left(partition, length(parent) + 2) <> parent || '__' then
+        raise exception 'not a landing partition: %', partition using errcode = 'invalid_parameter_value';
+    end if;
+    execute format('create table if not exists landing.%I partition of landing.%I for values in (%L)',
+                   partition, parent, code);
+end
+$$;
+revoke all on function landing.create_district_partition(text, text, text) from public;
+grant execute on function landing.create_district_partition(text, text, text) to attendance_district_write;
+
+-- Row security of a state or reports table, applied by dbt after every build of it
+-- (macros/row_security.sql) and by `rights grant --district` to the tables that exist. Idempotent and
+-- without DDL when everything is in place, so a routine build takes no extra exclusive lock.
+-- State-level readers see every row; district-level readers the rows of their districts; in a table
+-- keyed by state_id (the statewide report), the students enrolled in their districts; else nothing.
+-- District-level writers may change the rows of their districts in state tables, never in reports.
+-- The owner (state-level writers, dbt) bypasses row security.
+create or replace function landing.apply_row_security(target regclass) returns void
+language plpgsql set search_path = pg_catalog, pg_temp
+as $$
+declare
+    has_district boolean;
+    has_state_id boolean;
+begin
+    select coalesce(bool_or(attname = 'district_code'), false), coalesce(bool_or(attname = 'state_id'), false)
+    into has_district, has_state_id
+    from pg_attribute where attrelid = target and attnum > 0 and not attisdropped;
+    if not (select relrowsecurity from pg_class where oid = target) then
+        execute format('alter table %s enable row level security', target);
+    end if;
+    if not exists (select 1 from pg_policy where polrelid = target and polname = 'state_level_read') then
+        execute format('create policy state_level_read on %s for select to attendance_read using (true)', target);
+    end if;
+    if not exists (select 1 from pg_policy where polrelid = target and polname = 'district_level_read') then
+        if has_district then
+            execute format('create policy district_level_read on %s for select to attendance_district_read '
+                           'using (district_code in (select landing.granted_districts(''read'')))', target);
+        elsif has_state_id then
+            execute format('create policy district_level_read on %s for select to attendance_district_read '
+                           'using (state_id in (select person.state_id from state.person '
+                           'join state.enrollment on enrollment.district_code = person.district_code '
+                           'and enrollment.person_id = person.person_id '
+                           'where person.district_code in (select landing.granted_districts(''read''))))',
+                           target);
+        end if;
+    end if;
+    -- District-level writers rebuild their districts' rows of the state tables (delete and insert).
+    if has_district and (select relnamespace = 'state'::regnamespace from pg_class where oid = target)
+            and not exists (select 1 from pg_policy where polrelid = target and polname = 'district_level_write') then
+        execute format('create policy district_level_write on %s to attendance_district_write '
+                       'using (district_code in (select landing.granted_districts(''write''))) '
+                       'with check (district_code in (select landing.granted_districts(''write'')))', target);
+    end if;
+end
+$$;
+"""
+
+# Landing tables a district writer's load writes, and what it needs on each.
+# (superseded_row is read by the aggregation's incremental build, which a district writer may run.)
+_DISTRICT_WRITER_TABLES = {"district": "select, insert, update", "load_batch": "select, insert, update",
+                           "load_log": "select, insert", "load_failure": "insert",
+                           "superseded_row": "select, insert"}
+
+
+def ensure_district_access(conn: psycopg.Connection) -> None:
+    """The grant table, its functions, and row security of landing for district-level writers."""
+    conn.execute(_DISTRICT_ACCESS)
+    conn.execute(sql.SQL("grant usage on schema {} to {}").format(
+        sql.SQL(", ").join(sql.Identifier(schema) for schema in SCHEMAS), sql.Identifier(DISTRICT_READ_ROLE)))
+    writable = {**_DISTRICT_WRITER_TABLES, **{spec.name: "select, insert, update" for spec in TABLES}}
+    for name, privileges in writable.items():
+        _ensure_district_write_policy(conn, name, privileges)
+
+
+def _ensure_district_write_policy(conn: psycopg.Connection, name: str, privileges: str) -> None:
+    """District writers write only rows of their districts (with check); the owner bypasses this."""
+    table = sql.Identifier("landing", name)
+    state = conn.execute(
+        "select c.relrowsecurity, exists (select 1 from pg_policy p where p.polrelid = c.oid "
+        "and p.polname = 'district_level_write'), (select bool_and(has_table_privilege(%s, c.oid, privilege)) "
+        "from unnest(string_to_array(%s, ', ')) as privilege) from pg_class c where c.oid = %s::regclass",
+        (DISTRICT_WRITE_ROLE, privileges, f"landing.{name}")).fetchone()
+    assert state is not None
+    secured, has_policy, granted = state
+    if not secured:
+        conn.execute(sql.SQL("alter table {} enable row level security").format(table))
+    if not has_policy:
+        conn.execute(sql.SQL(
+            "create policy district_level_write on {} to {} "
+            "using (district_code in (select landing.granted_districts('write'))) "
+            "with check (district_code in (select landing.granted_districts('write')))").format(
+                table, sql.Identifier(DISTRICT_WRITE_ROLE)))
+    if not granted:
+        conn.execute(sql.SQL("grant {} on {} to {}").format(
+            sql.SQL(privileges), table, sql.Identifier(DISTRICT_WRITE_ROLE)))
+
+
+def ensure_district_partition(conn: psycopg.Connection, table_name: str, district_code: str) -> None:
+    """ensure_partition for a user who does not own landing: PostgreSQL checks the district grant."""
+    conn.execute("select landing.create_district_partition(%s, %s, %s)",
+                 (table_name, partition_name(table_name, district_code), district_code))

@@ -98,6 +98,10 @@
 
 
 {% macro create_model_build_table() -%}
+    {#- A district-level writer may not create tables; a state-level build made this one (tool_rights.py). -#}
+    {%- if target.get('role') == 'attendance_district_write' -%}
+        {{- return('select 1') -}}
+    {%- endif -%}
     {#- on-run-* hooks run after a rollback that undoes the profile's `set role` (dbt-labs/dbt-adapters#1889):
         take the role again so the table belongs to the write role, and commit explicitly. -#}
     {{ dbt_role_statement() }}

@@ -92,9 +92,12 @@ class DbtBuildConfig(Config):
 def dbt_build_args(*, select: Sequence[str] | None = None, districts: Sequence[str] | None = None,
                    as_of_date: str | None = None, full_refresh: bool = False) -> list[str]:
     """The `dbt build` argument list (selection args are added by dagster-dbt when `select` is None)."""
+    from orchestration.tool_rights import district_writer_dbt_args
+
     args = ["build"]
     if select:
         args += ["--select", " ".join(select)]
+    args += district_writer_dbt_args(args)
     # The state's time zone always goes along: it decides the default as-of date (yesterday there).
     dbt_vars: dict[str, Any] = {"state_time_zone": state_time_zone()}
     if districts is not None:
