@@ -26,6 +26,8 @@ REFUSALS = frozenset({
     "orchestration.registry.RegistryError",
     "orchestration.tool_rights.PermissionDenied",
     "orchestration.tool_rights.RightsError",
+    "orchestration.logins.LoginError",
+    "orchestration.district_admin.DistrictAdminError",
     "orchestration.demo_data.DemoDataError",
     "orchestration.cli_errors.SettingsError",
 })

@@ -224,16 +224,12 @@ def retire_district(code: str, *, yes: bool = False, ask: Callable[[str], str] =
 
 def cmd_districts(action: str, code: str | None, yes: bool) -> int:
     """`attendance-sync districts list|retire CODE`."""
-    try:
-        if action == "list":
-            print(format_district_list(list_districts()))
-            return 0
-        if not code:
-            raise DistrictAdminError("districts retire needs the district code: attendance-sync districts retire CODE")
-        stored, deleted = retire_district(code, yes=yes)
-    except (DistrictAdminError, RegistryError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    if action == "list":
+        print(format_district_list(list_districts()))
+        return 0
+    if not code:
+        raise DistrictAdminError("districts retire needs the district code: attendance-sync districts retire CODE")
+    stored, deleted = retire_district(code, yes=yes)  # refusals reach the user through cli_errors
     print(f"retired district {stored}: {sum(deleted.values())} row(s) deleted from {len(deleted)} table(s); "
           f"recorded in landing.{AUDIT_TABLE}")
     return 0

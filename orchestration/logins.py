@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import sys
 
 import psycopg
 from psycopg import sql
@@ -69,11 +68,7 @@ def _drop_role(user: str) -> None:
 
 def cli_create_login(user: str, right: str, password_env: str | None) -> int:
     """`attendance-sync rights create-login USER read|write [--password-env VAR]`."""
-    try:
-        create_login(user, right, read_password(user, password_env))
-    except LoginError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    create_login(user, right, read_password(user, password_env))  # a LoginError reaches cli_errors
     print(f"created login {user} with the {right.capitalize()} right; it connects with its own password "
           "(PGUSER, and PGPASSWORD or a pgpass file of its own)")
     return 0

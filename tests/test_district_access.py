@@ -187,7 +187,7 @@ def test_rights_errors_are_one_clear_message(warehouse: dict[str, District], log
                                              capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["rights", "grant", "nobody_here", "read", "--district", "D01"]) == 2
     assert capsys.readouterr().err.strip() == (
-        "error: role nobody_here does not exist; create the login first, then grant it a right")
+        "attendance-sync: role nobody_here does not exist; create the login first, then grant it a right")
     assert cli.main(["rights", "grant", "nobody_here", "write"]) == 2
     assert "role nobody_here does not exist" in capsys.readouterr().err
     assert cli.main(["rights", "grant", login, "read", "--district", "D09"]) == 2
@@ -196,7 +196,8 @@ def test_rights_errors_are_one_clear_message(warehouse: dict[str, District], log
     with environment_of(login):  # a district writer may not hand out rights
         assert cli.main(["rights", "grant", login, "write", "--district", "D02"]) == 2
         error = capsys.readouterr().err
-        assert error.startswith(f"error: permission denied: {login} may not grant rights") and "Traceback" not in error
+        assert error.startswith(f"attendance-sync: permission denied: {login} may not grant rights")
+        assert "Traceback" not in error
     assert tool_rights.show(login).districts == {"write": ["D01"]}
 
 
@@ -210,7 +211,7 @@ def test_district_writer_loads_its_district_and_is_refused_another(warehouse: di
     with environment_of(login):
         assert cli.main(["load", "--district", "D02"]) == 2
         assert capsys.readouterr().err.strip() == (
-            f"error: permission denied: {login} may not run a load for district(s) D02; its district-level "
+            f"attendance-sync: permission denied: {login} may not run a load for district(s) D02; its district-level "
             "Write right covers D01 only")
         assert cli.main(["build", "--districts", "D01,D02"]) == 2
         assert "may not run build for district(s) D02" in capsys.readouterr().err

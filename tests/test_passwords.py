@@ -200,5 +200,5 @@ def test_create_login_by_a_user_without_the_privilege_is_one_clear_message(
             patch.setenv(name, value)
         assert cli_main(["rights", "create-login", other, "read", "--password-env", "OTHER_PASSWORD"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: cannot create login {other}: permission denied to create role")
+    assert err.startswith(f"attendance-sync: cannot create login {other}: permission denied to create role")
     assert "Traceback" not in err and AWKWARD_PASSWORD not in err
