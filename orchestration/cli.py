@@ -249,14 +249,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.registry:
         os.environ["ATTENDANCE_REGISTRY"] = str(Path(args.registry).resolve())
+    from orchestration.child_processes import Stopped, stop_on_signals
     from orchestration.registry import RegistryError
     from orchestration.tool_rights import PermissionDenied
+    from orchestration.writer_lock import WriterLockError
+    from orchestration.writer_sessions import LockTimeoutSettingError
 
+    # SIGTERM (a scheduler, `timeout`) unwinds like Ctrl-C: children are stopped before the writer lock goes.
+    stop_on_signals()
     try:
         return int(args.handler(args))
-    except (RegistryError, PermissionDenied) as error:
+    except (RegistryError, PermissionDenied, WriterLockError, LockTimeoutSettingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Stopped as stop:
+        print(f"error: attendance-sync {args.name} {stop}; its child processes were stopped and any open "
+              "transaction rolled back before it let go of the writer lock", file=sys.stderr)
+        return stop.exit_code
 
 
 if __name__ == "__main__":

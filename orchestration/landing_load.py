@@ -21,6 +21,8 @@ from orchestration.district_tables import TABLES, Column, Table
 from orchestration.registry import District, load_registry
 from orchestration.tool_rights import require_write
 from orchestration.warehouse_setup import WRITE_ROLE, ensure_partition, ensure_warehouse
+from orchestration.writer_lock import district_lock_name, lock_row
+from orchestration.writer_sessions import mark_writer_session
 
 
 class DistrictLoadError(Exception):
@@ -221,7 +223,7 @@ class _DistrictLoad:
             raise self.fail(f"permission denied: loading needs the Write right (membership in role {WRITE_ROLE})") \
                 from None
         # One writer per district: a second load of the same district waits here for the first to commit.
-        conn.execute("select pg_advisory_xact_lock(hashtext('attendance_sync:district:' || %s))", (self.code,))
+        lock_row(conn, district_lock_name(self.code))
         batch_row = conn.execute(
             "insert into landing.load_batch (district_code, started_at) values (%s, now()) returning batch_id",
             (self.code,)).fetchone()
@@ -269,6 +271,8 @@ def load_district(district: District, *, conn: psycopg.Connection | None = None)
     own = conn is None
     conn = conn or database.connect()
     try:
+        if own:
+            mark_writer_session(conn)
         try:
             source = open_source(district)
         except SourceError as error:
@@ -312,6 +316,7 @@ def load_districts(districts: list[District]) -> list[DistrictLoadResult]:
     prepare_warehouse(districts)
     results: list[DistrictLoadResult] = []
     with database.connect() as conn:
+        mark_writer_session(conn)
         for district in districts:
             started = time.perf_counter()
             try:

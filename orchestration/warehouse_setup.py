@@ -10,6 +10,8 @@ Landing layout, which the dbt sources read:
   landing.load_failure     failed loads, written after the rollback so the failure is on record
   landing.superseded_row   the previous image of every updated row, so incremental models can find
                            the keys a row had before a change (an attendance row moved to another day)
+  landing.writer_lock      one row per writer lock (writer_lock.py); no privileges for the read role, so
+                           that only Write users can lock its rows
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ READ_ROLE = "attendance_read"
 WRITE_ROLE = "attendance_write"
 SCHEMAS = ("landing", "state", "reports")
 SYSTEM_COLUMNS = ("_batch_id", "_changed_at", "_deleted")
+WRITER_LOCK_TABLE = "landing.writer_lock"
 
 _BOOKKEEPING = """
 create table if not exists landing.district (
@@ -64,6 +67,9 @@ create table if not exists landing.superseded_row (
     old_row jsonb not null
 );
 create index if not exists superseded_row_lookup on landing.superseded_row (table_name, district_code, batch_id);
+create table if not exists landing.writer_lock (name text primary key);
+revoke all on landing.writer_lock from public;
+insert into landing.writer_lock (name) values ('state_writer'), ('att_day_aggregation') on conflict (name) do nothing;
 """
 
 
