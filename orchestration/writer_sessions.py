@@ -37,9 +37,9 @@ class LockTimeoutSettingError(ValueError):
     pass
 
 
-def lock_timeout_seconds() -> float:
+def lock_timeout_seconds(env: Mapping[str, str] | None = None) -> float:
     """ATTENDANCE_LOCK_TIMEOUT_SECONDS (default 120): how long a build waits for a table lock."""
-    raw = os.environ.get(LOCK_TIMEOUT_VARIABLE, "").strip()
+    raw = (env if env is not None else os.environ).get(LOCK_TIMEOUT_VARIABLE, "").strip()
     if not raw:
         return DEFAULT_LOCK_TIMEOUT_SECONDS
     try:
@@ -55,7 +55,7 @@ def lock_timeout_seconds() -> float:
 def dbt_session_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """Variables for a writing dbt process: PGOPTIONS (libpq) with the session settings, and the mark."""
     base = (env if env is not None else os.environ).get("PGOPTIONS", "")
-    milliseconds = round(lock_timeout_seconds() * 1000)
+    milliseconds = round(lock_timeout_seconds(env) * 1000)
     options = f"-c lock_timeout={milliseconds} -c client_connection_check_interval={CLIENT_CHECK_INTERVAL}"
     return {"PGOPTIONS": f"{base} {options}".strip(), DBT_APPLICATION_VARIABLE: DBT_APPLICATION}
 
