@@ -35,8 +35,10 @@ LOCK_NAME = "state_writer"
 APPLICATION_PREFIX = "attendance-sync writer: "
 HOLDING = "holding the state writer lock"
 RELEASING = "releasing the state writer lock"
-# How long a new holder waits for the sessions of a killed writer (they end within a few seconds).
-STOPPED_WRITER_WAIT_S = 60.0
+# How long a new holder waits for the sessions of a killed writer (they end within a few seconds) before
+# it terminates them, and before it gives up.
+TERMINATE_AFTER_S = 10.0
+STOPPED_WRITER_WAIT_S = 30.0
 
 _INSERT_ROW = f"insert into {WRITER_LOCK_TABLE} (name) values (%s) on conflict (name) do nothing"
 _LOCK_ROW = f"select name from {WRITER_LOCK_TABLE} where name = %s for no key update"
@@ -112,17 +114,36 @@ def _acquire(conn: psycopg.Connection, log: Callable[[str], None]) -> None:
     conn.execute(_LOCK_ROW, (LOCK_NAME,))
 
 
+def _terminate(conn: psycopg.Connection, sessions: list[Session], log: Callable[[str], None]) -> None:
+    """End busy sessions of a writer that no longer holds the lock: whatever they write is outside it."""
+    log("terminating sessions of a stopped writer that are still busy: " + "; ".join(s.describe() for s in sessions))
+    try:
+        with conn.transaction():  # a savepoint: a refusal must not end the transaction that holds the lock
+            for session in sessions:
+                conn.execute("select pg_terminate_backend(%s, 5000)", (session.pid,))
+    except psycopg.Error as error:
+        log(f"could not terminate them: {str(error).strip()}")
+
+
 def _wait_for_stopped_writers(conn: psycopg.Connection, log: Callable[[str], None]) -> None:
-    """Wait until no session of an earlier, killed writer is still busy (checked under the lock)."""
-    deadline = time.monotonic() + STOPPED_WRITER_WAIT_S
-    logged = False
+    """Wait until no session of an earlier, killed writer is still busy (checked under the lock).
+
+    Such a session notices its dead client within seconds (writer_sessions.CLIENT_CHECK_INTERVAL); one
+    still busy after TERMINATE_AFTER_S is terminated, and the lock is given up when even that fails.
+    """
+    started = time.monotonic()
+    logged = terminated = False
     while sessions := stopped_writer_sessions(conn):
-        if time.monotonic() > deadline:
+        waited = time.monotonic() - started
+        if waited > STOPPED_WRITER_WAIT_S:
             raise WriterLockError(
                 "sessions of an earlier writer are still busy after the writer lock was released: "
                 + "; ".join(s.describe() for s in sessions)
                 + ". Wait for them to end or stop them (select pg_terminate_backend(pid)), then try again.")
-        if not logged:
+        if waited > TERMINATE_AFTER_S and not terminated:
+            _terminate(conn, sessions, log)
+            terminated = True
+        elif not logged:
             log("waiting for the sessions of a stopped writer to end: " + "; ".join(s.describe() for s in sessions))
             logged = True
         time.sleep(0.2)

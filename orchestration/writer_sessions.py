@@ -81,8 +81,9 @@ class Session:
     def describe(self) -> str:
         since = f"transaction open since {self.since:%Y-%m-%d %H:%M:%S %Z}" if self.since else "since unknown"
         held = f", holding {self.lock}" if self.lock else ""
+        state = f"{self.state}, " if self.state and self.state != "idle in transaction" else ""
         return (f"pid {self.pid} (user {self.user or '?'}, application {self.application or '(none)'!r}, "
-                f"{since}{held})")
+                f"{state}{since}{held})")
 
 
 def stopped_writer_sessions(conn: psycopg.Connection) -> list[Session]:
@@ -91,6 +92,8 @@ def stopped_writer_sessions(conn: psycopg.Connection) -> list[Session]:
     While the caller holds the writer lock, any such session belongs to a writer that no longer holds
     it: one that was killed and whose backend has not yet noticed.
     """
+    # Within a transaction pg_stat_activity is a snapshot taken at its first use: drop it to see now.
+    conn.execute("select pg_stat_clear_snapshot()")
     rows = conn.execute(
         "select pid, usename, application_name, state, xact_start from pg_stat_activity "
         "where datname = current_database() and pid <> pg_backend_pid() and application_name like %s "
