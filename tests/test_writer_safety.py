@@ -291,3 +291,35 @@ def test_a_readers_open_transaction_fails_the_build_after_the_lock_timeout_namin
         with database.connect(autocommit=True) as conn:
             conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(name)))
             conn.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))
+
+
+def test_the_dagster_dbt_step_fails_after_the_lock_timeout_naming_the_reader(
+        warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same bound and message when the build runs as a Dagster step (dbt through dagster-dbt)."""
+    import logging
+
+    from dagster import Failure
+
+    from orchestration.dagster_defs.dbt_assets import dbt_build_args, dbt_build_events
+    from orchestration.dagster_defs.resources import dbt_resource
+
+    name = unique_name("analyst")
+    with database.connect(autocommit=True) as conn:
+        conn.execute(sql.SQL("create role {} login").format(sql.Identifier(name)))
+    tool_rights.grant(name, "read")
+    try:
+        with connect_as(name, "analyst dashboard") as analyst:
+            analyst.execute("select count(*) from reports.school_attendance")
+            monkeypatch.setenv(LOCK_TIMEOUT_VARIABLE, "3")
+            args = dbt_build_args(select=["school_attendance"], as_of_date=AS_OF.isoformat())
+            with pytest.raises(Failure) as failure:
+                for _ in dbt_build_events(dbt_resource(), args, holder="test step", log=logging.getLogger("test"),
+                                          districts=None, context=None):
+                    pass
+            message = failure.value.description or ""
+            assert f"pid {analyst.info.backend_pid} (user {name}, application 'analyst dashboard', " \
+                   "transaction open since 20" in message, message
+    finally:
+        with database.connect(autocommit=True) as conn:
+            conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))
