@@ -259,6 +259,7 @@ def benchmark_overhead(districts: Sequence[str], objects: Sequence[str], *, chec
     from orchestration.dagster_defs.jobs import RESYNC, resync_selection
     from orchestration.dbt_runner import run_dbt
     from orchestration.landing_load import load_districts
+    from orchestration.writer_lock import state_writer_lock
 
     codes = [d.code for d in select_districts(list(districts))]
     select = resync_selection(list(objects), check_dependencies)
@@ -266,10 +267,11 @@ def benchmark_overhead(districts: Sequence[str], objects: Sequence[str], *, chec
     through_dagster: list[float] = []
     for _ in range(repeats):
         started = time.perf_counter()
-        results = load_districts(select_districts(codes))
-        if not all(r.ok for r in results):
-            raise RuntimeError("landing load failed: " + "; ".join(r.describe() for r in results if not r.ok))
-        run_dbt(["build", "--select", " ".join(select)], districts=codes).raise_for_failure()
+        with state_writer_lock("benchmark plain resync", log=lambda _: None):
+            results = load_districts(select_districts(codes))
+            if not all(r.ok for r in results):
+                raise RuntimeError("landing load failed: " + "; ".join(r.describe() for r in results if not r.ok))
+            run_dbt(["build", "--select", " ".join(select)], districts=codes).raise_for_failure()
         plain.append(time.perf_counter() - started)
         config = {"districts": codes, "objects": list(objects), "check_dependencies": check_dependencies}
         result = launch_job(RESYNC, config, tags={"attendance/benchmark": "overhead"})

@@ -167,6 +167,8 @@ def state_writer_lock(holder: str, log: Callable[[str], None] = print) -> Iterat
         finally:
             if not conn.closed:
                 log(RELEASING)
-                conn.rollback()
+                # A lost connection has released the lock already; its error must not hide the block's own.
+                with contextlib.suppress(psycopg.OperationalError):
+                    conn.rollback()
     finally:
         conn.close()

@@ -323,3 +323,37 @@ def test_the_dagster_dbt_step_fails_after_the_lock_timeout_naming_the_reader(
         with database.connect(autocommit=True) as conn:
             conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(name)))
             conn.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))
+
+
+def test_a_stopped_load_rolls_back_exits_cleanly_and_frees_the_lock(
+        state_db: str, make_district: Callable[..., District], tmp_path: Path) -> None:
+    """SIGTERM to `attendance-sync load` while it writes: exit 143 with one message, landing as before."""
+    from tests.conftest import district_conn, landing_checksums
+
+    district = make_district("D01")
+    registry = Path(os.environ["ATTENDANCE_REGISTRY"])
+    write_registry(registry, [district])
+    assert [result.ok for result in load_districts([district])] == [True]
+    with district_conn(district) as source:
+        source.execute("update person set last_name = 'Changed' where person_id = 1")
+        source.execute("delete from attendance where attendance_id = (select min(attendance_id) from attendance)")
+    output = tmp_path / "load.out"
+    with database.connect() as blocker, database.connect(autocommit=True) as observer:
+        before = landing_checksums(observer)
+        blocker.execute("lock table landing.attendance in access exclusive mode")
+        with open(output, "wb") as out:
+            cli = subprocess.Popen([CLI, "load"], stdout=out, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "ATTENDANCE_STATE_DATABASE": state_db})
+        try:
+            _wait_for(lambda: _blocked_by(observer, blocker.info.backend_pid), 60, "the load to wait for the lock")
+            cli.send_signal(signal.SIGTERM)
+            cli.wait(timeout=60)
+        finally:
+            if cli.poll() is None:
+                cli.kill()
+        text = output.read_text()
+        assert cli.returncode == 128 + signal.SIGTERM, text
+        assert "Traceback" not in text and "stopped by SIGTERM" in text, text
+        blocker.rollback()
+        assert _lock_within(10), "the stopped load still holds the writer lock"
+        assert landing_checksums(observer) == before
