@@ -324,9 +324,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.registry:
         os.environ["ATTENDANCE_REGISTRY"] = str(Path(args.registry).resolve())
+    from orchestration.child_processes import Stopped, stop_on_signals
+
+    # SIGTERM (a scheduler, `timeout`) unwinds like Ctrl-C: children are stopped before the writer lock goes.
+    stop_on_signals()
     try:
         cli_errors.check_settings()
         return int(args.handler(args))
+    except Stopped as stop:
+        print(f"{cli_errors.PROGRAM}: {args.name} {stop}; its child processes were stopped and any open "
+              "transaction rolled back before it let go of the writer lock", file=sys.stderr)
+        return stop.exit_code
     except (Exception, KeyboardInterrupt) as error:  # cli_errors decides what the user sees
         return cli_errors.report(error, args)
 

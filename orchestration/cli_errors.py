@@ -28,6 +28,8 @@ REFUSALS = frozenset({
     "orchestration.tool_rights.RightsError",
     "orchestration.logins.LoginError",
     "orchestration.district_admin.DistrictAdminError",
+    "orchestration.writer_lock.WriterLockError",
+    "orchestration.writer_sessions.LockTimeoutSettingError",
     "orchestration.demo_data.DemoDataError",
     "orchestration.cli_errors.SettingsError",
 })

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestration import database
+from orchestration.child_processes import request_death_signal, stop_process
 from orchestration.dagster_defs.sync_status import format_table, sync_status_rows
 from orchestration.registry import RegistryError, select_districts
 from orchestration.settings import PROJECT_ROOT, local_dir
@@ -216,7 +217,8 @@ def start_ui(host: str = "127.0.0.1", port: int = 3000, log_path: Path | None = 
     output = open(log_path, "ab") if log_path else None  # noqa: SIM115 - handed to the child process
     try:
         return subprocess.Popen(command, cwd=PROJECT_ROOT, env=_ui_environment(), stdout=output,
-                                stderr=subprocess.STDOUT if output else None, start_new_session=True)
+                                stderr=subprocess.STDOUT if output else None, start_new_session=True,
+                                preexec_fn=request_death_signal)
     finally:
         if output:
             output.close()
@@ -237,15 +239,9 @@ def wait_for_ui(url: str, timeout_s: float = 180.0, process: subprocess.Popen[by
 
 
 def stop_ui(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> int:
-    """Stop `dagster dev` and its children (webserver, daemon, code server) by the process group id."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    return process.returncode
+    """Stop `dagster dev` and its children (webserver, daemon, code server, run workers): SIGINT to its
+    process group, SIGKILL after timeout_s, and any descendant left over (in another group) killed too."""
+    return stop_process(process, grace_s=timeout_s, first_signal=signal.SIGINT)
 
 
 def run_ui(host: str = "127.0.0.1", port: int = 3000) -> int:
@@ -254,8 +250,9 @@ def run_ui(host: str = "127.0.0.1", port: int = 3000) -> int:
     print(f"Dagster UI on http://{host}:{port} (Dagster storage in {dagster_home()}); Ctrl-C stops it")
     try:
         return process.wait()
-    except KeyboardInterrupt:
-        return stop_ui(process)
+    finally:
+        # Ctrl-C, SIGTERM (child_processes.Stopped) or any error: the webserver and daemon go too.
+        stop_ui(process)
 
 
 def benchmark_overhead(districts: Sequence[str], objects: Sequence[str], *, check_dependencies: bool = False,
@@ -270,6 +267,7 @@ def benchmark_overhead(districts: Sequence[str], objects: Sequence[str], *, chec
     from orchestration.dagster_defs.jobs import RESYNC, resync_selection
     from orchestration.dbt_runner import run_dbt
     from orchestration.landing_load import load_districts
+    from orchestration.writer_lock import state_writer_lock
 
     codes = [d.code for d in select_districts(list(districts))]
     select = resync_selection(list(objects), check_dependencies)
@@ -277,10 +275,11 @@ def benchmark_overhead(districts: Sequence[str], objects: Sequence[str], *, chec
     through_dagster: list[float] = []
     for _ in range(repeats):
         started = time.perf_counter()
-        results = load_districts(select_districts(codes))
-        if not all(r.ok for r in results):
-            raise RuntimeError("landing load failed: " + "; ".join(r.describe() for r in results if not r.ok))
-        run_dbt(["build", "--select", " ".join(select)], districts=codes).raise_for_failure()
+        with state_writer_lock("benchmark plain resync", log=lambda _: None):
+            results = load_districts(select_districts(codes))
+            if not all(r.ok for r in results):
+                raise RuntimeError("landing load failed: " + "; ".join(r.describe() for r in results if not r.ok))
+            run_dbt(["build", "--select", " ".join(select)], districts=codes).raise_for_failure()
         plain.append(time.perf_counter() - started)
         config = {"districts": codes, "objects": list(objects), "check_dependencies": check_dependencies}
         result = launch_job(RESYNC, config, tags={"attendance/benchmark": "overhead"})

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import zoneinfo
@@ -23,11 +22,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from orchestration import database, settings
+from orchestration import database, settings, writer_sessions
+from orchestration.child_processes import run_child
 from orchestration.registry import canonical_code
 
-# The dbt of this interpreter, whether or not its bin folder is on PATH (the console script's own code).
-DBT_COMMAND = (sys.executable, "-c", "import sys; from dbt.cli.main import cli; sys.argv[0] = 'dbt'; sys.exit(cli())")
+# The dbt of this interpreter, whether or not its bin folder is on PATH, through the wrapper that makes
+# it die with this process (orchestration/dbt_child.py).
+DBT_COMMAND = (sys.executable, "-c", "from orchestration.dbt_child import main; main()")
 # Node statuses in run_results.json that make a run fail (warnings do not).
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 # The state's time zone decides which day is "yesterday", the default as-of date (dbt var state_time_zone).
@@ -66,6 +67,8 @@ class DbtRunResult:
     run_results: dict[str, Any] | None
     nodes: list[NodeResult] = field(default_factory=list)
     error: str | None = None  # the runner's own verdict (e.g. a selection that matched nothing)
+    # Who held the table locks that nodes timed out waiting for (writer_sessions.describe_lock_timeouts).
+    lock_holders: str = ""
 
     @property
     def success(self) -> bool:
@@ -83,7 +86,8 @@ class DbtRunResult:
             return self.error
         failed = [f"{node.unique_id}: {(node.message or node.status).strip()}" for node in self.nodes if node.failed]
         if failed:
-            return f"dbt {self.command_name} failed:\n" + "\n".join(failed)
+            blocked = f"\n{self.lock_holders}" if self.lock_holders else ""
+            return f"dbt {self.command_name} failed:\n" + "\n".join(failed) + blocked
         return f"dbt {self.command_name} failed (exit code {self.returncode}):\n{_error_text(self.stdout, self.stderr)}"
 
     @property
@@ -195,6 +199,7 @@ def dbt_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     env.update(connection.pg_environment())
     env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
     env.setdefault("DBT_USE_COLORS", "false")
+    env.update(writer_sessions.dbt_session_environment(env))
     env.update(extra or {})
     return env
 
@@ -232,9 +237,20 @@ def run_dbt(args: list[str], *, districts: list[str] | None = None, as_of_date: 
         (target / "run_results.json").unlink(missing_ok=True)
         arguments = dbt_args(args, districts=districts, as_of_date=as_of_date, full_refresh=full_refresh,
                              target_path=target, log_path=log_path)
-        completed = subprocess.run([*DBT_COMMAND, *arguments], env=environment, capture_output=True, text=True,
-                                   timeout=timeout, cwd=settings.PROJECT_ROOT, check=False)
+        completed = run_child([*DBT_COMMAND, *arguments], env=environment, timeout=timeout,
+                              cwd=settings.PROJECT_ROOT)
         run_results, nodes = _read_run_results(target)
     error = selection_error(arguments, completed.stdout, completed.returncode, nodes)
     return DbtRunResult(args=arguments, returncode=completed.returncode or (1 if error else 0), stdout=completed.stdout,
-                        stderr=completed.stderr, run_results=run_results, nodes=nodes, error=error)
+                        stderr=completed.stderr, run_results=run_results, nodes=nodes, error=error,
+                        lock_holders=lock_timeout_holders(nodes))
+
+
+def lock_timeout_holders(nodes: list[NodeResult]) -> str:
+    """Who held the locks that failed nodes timed out waiting for ('' when no node hit the timeout)."""
+    timed_out = {node.unique_id: node.relation_name for node in nodes
+                 if node.failed and writer_sessions.LOCK_TIMEOUT_TEXT in (node.message or "")}
+    if not timed_out:
+        return ""
+    with database.connect(autocommit=True) as conn:
+        return writer_sessions.describe_lock_timeouts(conn, timed_out)

@@ -36,10 +36,17 @@ def summary_table(conn: psycopg.Connection) -> str:
     return "\n".join(lines)
 
 
+def _lock_wait(message: str) -> None:
+    """The writer lock's messages worth showing in the demo's output: only why it waits."""
+    if message.startswith("waiting"):
+        print("   " + message, flush=True)
+
+
 def run_demo(as_of_date: dt.date | None = None) -> int:
     from orchestration import demo_data
     from orchestration.dbt_runner import run_dbt
     from orchestration.landing_load import load_districts
+    from orchestration.writer_lock import state_writer_lock
 
     started = time.perf_counter()
     districts = [d for d in load_registry() if d.source.kind == "database"]
@@ -47,14 +54,16 @@ def run_demo(as_of_date: dt.date | None = None) -> int:
     summary = demo_data.generate_demo(districts, demo_data.DemoSize(districts=len(districts)))
     print(summary.describe(), flush=True)
     print("2/3 loading them into landing ...", flush=True)
-    results = load_districts(districts)
+    with state_writer_lock("attendance-sync demo load", log=_lock_wait):
+        results = load_districts(districts)
     for result in results:
         print("   " + result.describe(), flush=True)
     if not all(r.ok for r in results):
         return 1
     as_of = as_of_date or as_of_for(summary.today)
     print(f"3/3 dbt build of every state model, the aggregation and the reports (as of {as_of}) ...", flush=True)
-    build = run_dbt(["build"], as_of_date=as_of)
+    with state_writer_lock("attendance-sync demo build", log=_lock_wait):
+        build = run_dbt(["build"], as_of_date=as_of)
     if not build.success:
         print(build.failure_message)
         return 1

@@ -57,6 +57,8 @@ SERVER_SETTINGS = {
     "max_connections": "200",
     "max_locks_per_transaction": "256",
     "jit": "off",
+    # A backend whose client died (a killed dbt or loader) cancels its statement within seconds.
+    "client_connection_check_interval": "2s",
     "log_min_messages": "warning",
 }
 

@@ -33,6 +33,8 @@ from orchestration.load_guard import (
 from orchestration.registry import District, RegistryError
 from orchestration.tool_rights import district_scope, require_write
 from orchestration.warehouse_setup import WRITE_ROLE, ensure_district_partition, ensure_partition, ensure_warehouse
+from orchestration.writer_lock import district_lock_name, lock_row
+from orchestration.writer_sessions import mark_writer_session
 
 
 class StateDatabaseUnavailable(Exception):
@@ -284,7 +286,7 @@ class _DistrictLoad:
                 raise self.fail(
                     f"permission denied: loading needs the Write right (membership in role {WRITE_ROLE})") from None
         # One writer per district: a second load of the same district waits here for the first to commit.
-        conn.execute("select pg_advisory_xact_lock(hashtext('attendance_sync:district:' || %s))", (self.code,))
+        lock_row(conn, district_lock_name(self.code))
         batch_row = conn.execute(
             "insert into landing.load_batch (district_code, started_at) values (%s, now()) returning batch_id",
             (self.code,)).fetchone()
@@ -349,6 +351,8 @@ def load_district(district: District, *, conn: psycopg.Connection | None = None,
     own = conn is None
     conn = conn or database.connect()
     try:
+        if own:
+            mark_writer_session(conn)
         try:
             source = open_source(district)
         except SourceError as error:
@@ -400,9 +404,16 @@ def _record_failure(conn: psycopg.Connection, district_code: str, error: str) ->
         pass  # the state database is gone; the failure is still reported to the caller
 
 
-def _connect_state() -> psycopg.Connection | None:
+def _connect_state() -> psycopg.Connection:
+    """A loader connection to the state database, marked as a writer session (writer_sessions)."""
+    conn = database.connect()
+    mark_writer_session(conn)
+    return conn
+
+
+def _reconnect_state() -> psycopg.Connection | None:
     try:
-        return database.connect()
+        return _connect_state()
     except psycopg.OperationalError:
         return None
 
@@ -416,7 +427,7 @@ def load_districts(districts: list[District], *, allow_mass_delete: str | None =
     global_max_share(), min_rows()  # a malformed guard setting is refused before anything is written
     try:
         prepare_warehouse(districts)
-        conn: psycopg.Connection | None = database.connect()
+        conn: psycopg.Connection | None = _connect_state()
     except psycopg.OperationalError as error:
         raise StateDatabaseUnavailable(f"cannot reach the state database: {_reason(error)}") from None
     results: list[DistrictLoadResult] = []
@@ -424,7 +435,7 @@ def load_districts(districts: list[District], *, allow_mass_delete: str | None =
         for district in districts:
             started = time.perf_counter()
             if conn is None or conn.closed:
-                conn = _connect_state()
+                conn = _reconnect_state()
             try:
                 if conn is None:
                     raise DistrictLoadError(district.code, "not loaded: the state database cannot be reached")

@@ -12,6 +12,8 @@ Landing layout, which the dbt sources read:
   landing.load_failure     failed loads, written after the rollback so the failure is on record
   landing.superseded_row   the previous image of every updated row, so incremental models can find
                            the keys a row had before a change (an attendance row moved to another day)
+  landing.writer_lock      one row per writer lock (writer_lock.py); no privileges for the read role, so
+                           that only Write users can lock its rows
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ DISTRICT_READ_ROLE = "attendance_district_read"
 DISTRICT_WRITE_ROLE = "attendance_district_write"
 SCHEMAS = ("landing", "state", "reports")
 SYSTEM_COLUMNS = ("_batch_id", "_changed_at", "_deleted")
+WRITER_LOCK_TABLE = "landing.writer_lock"
 
 _BOOKKEEPING = """
 create table if not exists landing.district (
@@ -83,6 +86,9 @@ create table if not exists landing.district_retirement (
     os_user text,
     rows_deleted jsonb not null
 );
+create table if not exists landing.writer_lock (name text primary key);
+revoke all on landing.writer_lock from public;
+insert into landing.writer_lock (name) values ('state_writer'), ('att_day_aggregation') on conflict (name) do nothing;
 """
 # Every landing table holding district codes besides the district tables themselves. Not the retirement
 # audit: it records a code as the state held it, which may be an old lower-case one being retired.
@@ -327,6 +333,9 @@ def ensure_district_access(conn: psycopg.Connection) -> None:
     conn.execute(_DISTRICT_ACCESS)
     conn.execute(sql.SQL("grant usage on schema {} to {}").format(
         sql.SQL(", ").join(sql.Identifier(schema) for schema in SCHEMAS), sql.Identifier(DISTRICT_READ_ROLE)))
+    # District writers are Write users for their districts: they take the writer lock like everyone who writes.
+    conn.execute(sql.SQL("grant select, insert, update on {} to {}").format(
+        sql.SQL(WRITER_LOCK_TABLE), sql.Identifier(DISTRICT_WRITE_ROLE)))
     writable = {**_DISTRICT_WRITER_TABLES, **{spec.name: "select, insert, update" for spec in TABLES}}
     for name, privileges in writable.items():
         _ensure_district_write_policy(conn, name, privileges)

@@ -20,6 +20,7 @@ from orchestration.landing_load import (
     prepare_warehouse,
 )
 from orchestration.registry import District, DistrictSource, write_registry
+from orchestration.writer_lock import district_lock_name, lock_row
 from tests.conftest import district_conn, landing_checksums
 
 MakeDistrict = Callable[..., District]
@@ -254,7 +255,7 @@ def test_a_second_load_of_the_same_district_waits_for_the_first(
     results: list[DistrictLoadResult] = []
     with database.connect() as holder:
         # Stand-in for a load in progress: the same lock a load holds for its whole transaction.
-        holder.execute("select pg_advisory_xact_lock(hashtext('attendance_sync:district:' || %s))", ("D01",))
+        lock_row(holder, district_lock_name("D01"))
         waiting = threading.Thread(target=lambda: results.extend(load_districts([district])))
         waiting.start()
         waiting.join(timeout=2.0)

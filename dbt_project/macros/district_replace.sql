@@ -8,7 +8,7 @@
       1. pre-hook capture_landing_horizon(): inside the model's transaction and before the model reads
          any data, copies `select district_code, max(batch_id) from landing.load_batch group by 1` into
          the temp table pg_temp.landing_horizon (dropped at commit). Landing loads commit in one
-         transaction each and a district's loads are serialised by the loader's advisory lock (taken
+         transaction each and a district's loads are serialised by the loader's row lock (taken
          before the batch id is drawn), so every batch up to that id is committed, and the model (which
          reads after this statement, in READ COMMITTED) sees at least those batches. A load committing
          while the build runs may be read too; it is then recorded as not yet incorporated and is merely

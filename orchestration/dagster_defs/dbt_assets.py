@@ -15,6 +15,7 @@ import json
 import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -28,17 +29,20 @@ from dagster import (
     AssetsDefinition,
     BackfillPolicy,
     Config,
+    Failure,
     MetadataValue,
     Output,
     PartitionsDefinition,
 )
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, dbt_assets
+from dagster_dbt.errors import DagsterDbtCliRuntimeError
 from psycopg import sql
 
 from orchestration import database
+from orchestration.child_processes import stop_process
 from orchestration.dagster_defs.project import dbt_project, manifest
 from orchestration.dagster_defs.resources import AttendanceDbtCliResource
-from orchestration.dbt_runner import state_time_zone
+from orchestration.dbt_runner import NodeResult, lock_timeout_holders, state_time_zone
 from orchestration.district_admin import sync_registry_file
 from orchestration.writer_lock import state_writer_lock
 
@@ -210,10 +214,30 @@ def dbt_build_events(dbt: AttendanceDbtCliResource, args: list[str], *, holder: 
             invocation = dbt.cli(args, context=context)
         else:
             invocation = dbt.cli(args, manifest=manifest(), dagster_dbt_translator=translator())
-        yield from stream_with_row_counts(invocation.stream(), districts=districts, context=context)
+        try:
+            yield from stream_with_row_counts(invocation.stream(), districts=districts, context=context)
+        except DagsterDbtCliRuntimeError as error:
+            holders = _lock_timeout_holders(invocation.target_path)
+            if not holders:
+                raise
+            raise Failure(description=f"{error.description}\n{holders}") from error
+        finally:
+            # However the step ends (failure, interruption), dbt is gone before the lock is released.
+            stop_process(invocation.process)
     # Each invocation writes its artifacts (a manifest copy, logs) to its own target folder; keep only
     # those of failed runs, which the error message points to.
     shutil.rmtree(invocation.target_path, ignore_errors=True)
+
+
+def _lock_timeout_holders(target_path: Path) -> str:
+    """Who held the table locks that failed models timed out waiting for (see writer_sessions)."""
+    results = target_path / "run_results.json"
+    if not results.exists():
+        return ""
+    nodes = [NodeResult(unique_id=entry["unique_id"], status=str(entry.get("status")), execution_time=0.0,
+                        message=entry.get("message"), failures=None, relation_name=entry.get("relation_name"))
+             for entry in json.loads(results.read_text()).get("results", [])]
+    return lock_timeout_holders(nodes)
 
 
 def _holder(context: AssetExecutionContext) -> str:

@@ -25,8 +25,9 @@
     (ARCHITECTURE.md, "Performance notes").
 
     Finally the run records, per selected district, its horizon and as-of date in state.model_build
-    (record_model_build, macros/district_replace.sql). Everything happens in one transaction, under an
-    advisory lock that serialises builds of this model: a failure leaves table and records as they were.
+    (record_model_build, macros/district_replace.sql). Everything happens in one transaction, under a
+    row lock (landing.writer_lock) that serialises builds of this model: a failure leaves table and records
+    as they were.
 -#}
 
 {% materialization att_day_incremental, adapter='postgres' %}
@@ -50,8 +51,10 @@
     {{ run_hooks(pre_hooks, inside_transaction=False) }}
     {{ run_hooks(pre_hooks, inside_transaction=True) }}
 
+    {#- A row lock of landing.writer_lock, which only the write role may take (an advisory lock, any user). -#}
     {%- call statement('att_day_aggregation_lock') -%}
-        select pg_advisory_xact_lock(hashtext('attendance_sync:att_day_aggregation'))
+        insert into landing.writer_lock (name) values ('att_day_aggregation') on conflict (name) do nothing;
+        select name from landing.writer_lock where name = 'att_day_aggregation' for no key update
     {%- endcall -%}
 
     {#- A new table, or one of another shape (not partitioned, other columns), replaces the old one. -#}
