@@ -184,14 +184,23 @@ def test_sigterm_to_ui_stops_dagster_dev_the_webserver_and_the_daemon(warehouse:
             child.kill()
 
 
+# Every login of the server needs a password (scram-sha-256 in pg_hba.conf).
+LOGIN_PASSWORD = "login password"
+
+
+def create_login(name: str) -> None:
+    with database.connect(autocommit=True) as conn:
+        conn.execute(sql.SQL("create role {} login password {}").format(sql.Identifier(name),
+                                                                        sql.Literal(LOGIN_PASSWORD)))
+
+
 @pytest.fixture
 def reader(state_db: str) -> Iterator[str]:
     """A login with the Read right only."""
     name = unique_name("reader")
     with state_writer_lock("test setup", log=lambda _: None):
         pass  # sets up the warehouse, the lock table included
-    with database.connect(autocommit=True) as conn:
-        conn.execute(sql.SQL("create role {} login").format(sql.Identifier(name)))
+    create_login(name)
     tool_rights.grant(name, "read")
     yield name
     with database.connect(autocommit=True) as conn:
@@ -201,7 +210,8 @@ def reader(state_db: str) -> Iterator[str]:
 
 def connect_as(user: str, application_name: str = "analyst notebook", autocommit: bool = False) -> psycopg.Connection:
     settings = database.ensure_server()
-    return psycopg.connect(settings.conninfo(), user=user, application_name=application_name, autocommit=autocommit)
+    return psycopg.connect(settings.conninfo(), user=user, password=LOGIN_PASSWORD, application_name=application_name,
+                           autocommit=autocommit)
 
 
 def _lock_within(seconds: float) -> bool:
@@ -242,7 +252,7 @@ def test_a_read_only_login_can_neither_take_nor_block_the_writer_lock(
     settings = database.ensure_server()
     with pytest.MonkeyPatch.context() as patch:
         for name, value in (("PGHOST", settings.host), ("PGPORT", str(settings.port)),
-                            ("PGDATABASE", settings.dbname), ("PGUSER", reader)):
+                            ("PGDATABASE", settings.dbname), ("PGUSER", reader), ("PGPASSWORD", LOGIN_PASSWORD)):
             patch.setenv(name, value)
         with pytest.raises(tool_rights.PermissionDenied, match="only with the Write right"), \
                 state_writer_lock("a reader", log=lambda _: None):
@@ -270,8 +280,7 @@ def test_the_wait_message_names_the_holder(state_db: str) -> None:
 def test_a_readers_open_transaction_fails_the_build_after_the_lock_timeout_naming_the_reader(
         warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch) -> None:
     name = unique_name("analyst")
-    with database.connect(autocommit=True) as conn:
-        conn.execute(sql.SQL("create role {} login").format(sql.Identifier(name)))
+    create_login(name)
     tool_rights.grant(name, "read")
     try:
         with connect_as(name, "analyst notebook") as analyst:
@@ -304,8 +313,7 @@ def test_the_dagster_dbt_step_fails_after_the_lock_timeout_naming_the_reader(
     from orchestration.dagster_defs.resources import dbt_resource
 
     name = unique_name("analyst")
-    with database.connect(autocommit=True) as conn:
-        conn.execute(sql.SQL("create role {} login").format(sql.Identifier(name)))
+    create_login(name)
     tool_rights.grant(name, "read")
     try:
         with connect_as(name, "analyst dashboard") as analyst:
