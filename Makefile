@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | md5sum | cut -c1-12)
 
-.PHONY: install demo test lint unit manifest browser ui benchmark benchmark-bie db-start db-stop clean \
+.PHONY: install lock demo test lint unit manifest browser ui benchmark benchmark-bie db-start db-stop clean \
 	clean-warehouse-data
 
 $(STAMP): requirements.lock pyproject.toml
@@ -17,6 +17,19 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP)
 
+# requirements.lock is `pip freeze` of a fresh venv holding the project with its dev extras (pyproject.toml).
+# The current lock constrains that install, so packages keep their pins and only new or changed requirements
+# resolve afresh; to upgrade a package, delete its line from the lock first.
+LOCK_VENV := .lock-venv
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/pip install --quiet -c requirements.lock -e '.[dev]'
+	$(LOCK_VENV)/bin/pip freeze --exclude-editable > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+	rm -rf $(LOCK_VENV)
+
 # dbt's manifest, which Dagster's asset graph is built from (prepared here, never by hand).
 manifest: install
 	$(BIN)/attendance-sync db start >/dev/null
@@ -28,8 +41,10 @@ browser:
 demo: install
 	$(BIN)/attendance-sync demo
 
+# SQL lint: dbt_project/.sqlfluff (jinja templater, no database needed).
 lint: install
 	$(BIN)/ruff check orchestration tests
+	$(BIN)/sqlfluff lint dbt_project --disable-progress-bar --nocolor
 
 test: install lint browser
 	$(BIN)/pytest

@@ -30,7 +30,8 @@
     {%- set name = (configured | string | trim) if configured else '' -%}
     {%- set name = name or (env_var('ATTENDANCE_TIMEZONE', '') | trim) or 'America/Denver' -%}
     {%- if name not in modules.pytz.all_timezones_set -%}
-        {{ exceptions.raise_compiler_error("state_time_zone (ATTENDANCE_TIMEZONE) must be a time zone such as America/Denver, got '" ~ name ~ "'") }}
+        {{ exceptions.raise_compiler_error(
+            "state_time_zone (ATTENDANCE_TIMEZONE) must be a time zone such as America/Denver, got '" ~ name ~ "'") }}
     {%- endif -%}
     {{- return(name) -}}
 {%- endmacro %}

@@ -147,7 +147,8 @@
         create temporary table att_day_aggregation__changed_days on commit drop as
         select attendance.district_code, attendance.person_id, attendance.calendar_id, attendance.date
         from (
-            {{- att_day_aggregation_landing_changes('attendance', 'person_id, calendar_id, date', windows) | indent(4) }}
+            {{- att_day_aggregation_landing_changes('attendance', 'person_id, calendar_id, date', windows)
+                | indent(4) }}
         ) as attendance
         union all
         select

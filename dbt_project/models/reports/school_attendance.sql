@@ -32,10 +32,10 @@ school_days as (
         count(distinct day.date) as instructional_days
     from day
     inner join calendar
-        on calendar.district_code = day.district_code
-        and calendar.calendar_id = day.calendar_id
+        on day.district_code = calendar.district_code
+        and day.calendar_id = calendar.calendar_id
     inner join as_of
-        on as_of.district_code = day.district_code
+        on day.district_code = as_of.district_code
     where not calendar.exclude
         and day.instruction
         and day.attendance
@@ -58,9 +58,17 @@ school_students as (
 ),
 
 school_years as (
-    select district_code, school_id, end_year from school_days
+    select
+        district_code,
+        school_id,
+        end_year
+    from school_days
     union
-    select district_code, school_id, end_year from school_students
+    select
+        district_code,
+        school_id,
+        end_year
+    from school_students
 ),
 
 final as (
@@ -75,27 +83,30 @@ final as (
         coalesce(school_students.students, 0) as students,
         coalesce(school_students.enrolled_days, 0) as enrolled_days,
         coalesce(school_students.present_days, 0.0) as present_days,
-        round(coalesce(school_students.enrolled_days, 0) / nullif(school_days.instructional_days, 0)::numeric, 4) as adm,
+        round(coalesce(school_students.enrolled_days, 0) / nullif(school_days.instructional_days, 0)::numeric, 4)
+            as adm,
         round(coalesce(school_students.present_days, 0.0) / nullif(school_days.instructional_days, 0)::numeric, 4)
             as ada,
         coalesce(school_students.students_enrolled_10_days, 0) as students_enrolled_10_days,
         coalesce(school_students.chronically_absent_students, 0) as chronically_absent_students,
-        round(school_students.chronically_absent_students::numeric
-            / nullif(school_students.students_enrolled_10_days, 0), 4) as chronic_absence_rate
+        round(
+            school_students.chronically_absent_students::numeric
+            / nullif(school_students.students_enrolled_10_days, 0), 4
+        ) as chronic_absence_rate
     from school_years
     left join school_days
-        on school_days.district_code = school_years.district_code
-        and school_days.school_id = school_years.school_id
-        and school_days.end_year = school_years.end_year
+        on school_years.district_code = school_days.district_code
+        and school_years.school_id = school_days.school_id
+        and school_years.end_year = school_days.end_year
     left join school_students
-        on school_students.district_code = school_years.district_code
-        and school_students.school_id = school_years.school_id
-        and school_students.end_year = school_years.end_year
+        on school_years.district_code = school_students.district_code
+        and school_years.school_id = school_students.school_id
+        and school_years.end_year = school_students.end_year
     left join school
-        on school.district_code = school_years.district_code
-        and school.school_id = school_years.school_id
+        on school_years.district_code = school.district_code
+        and school_years.school_id = school.school_id
     left join as_of
-        on as_of.district_code = school_years.district_code
+        on school_years.district_code = as_of.district_code
 )
 
 select * from final

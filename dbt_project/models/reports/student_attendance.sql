@@ -30,10 +30,10 @@ reported_days as (
         aggregation.unexcused_absent_days
     from aggregation
     inner join calendar
-        on calendar.district_code = aggregation.district_code
-        and calendar.calendar_id = aggregation.calendar_id
+        on aggregation.district_code = calendar.district_code
+        and aggregation.calendar_id = calendar.calendar_id
     inner join as_of
-        on as_of.district_code = aggregation.district_code
+        on aggregation.district_code = as_of.district_code
     where not calendar.exclude
         and aggregation.date <= as_of.as_of_date
 ),
@@ -67,8 +67,8 @@ final as (
         {{ chronically_absent('student_year.enrolled_days', 'student_year.absent_days') }} as chronically_absent
     from student_year
     left join person
-        on person.district_code = student_year.district_code
-        and person.person_id = student_year.person_id
+        on student_year.district_code = person.district_code
+        and student_year.person_id = person.person_id
 )
 
 select * from final

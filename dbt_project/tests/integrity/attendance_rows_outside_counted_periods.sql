@@ -35,12 +35,12 @@ checked as (
         end as reason
     from attendance
     left join day
-        on day.district_code = attendance.district_code
-        and day.calendar_id = attendance.calendar_id
-        and day.date = attendance.date
+        on attendance.district_code = day.district_code
+        and attendance.calendar_id = day.calendar_id
+        and attendance.date = day.date
     left join period
-        on period.district_code = attendance.district_code
-        and period.period_id = attendance.period_id
+        on attendance.district_code = period.district_code
+        and attendance.period_id = period.period_id
 )
 
 select * from checked

@@ -38,6 +38,8 @@ school_problems as (
     from school_attendance
 )
 
-select * from student_problems where problem is not null
+select * from student_problems
+where problem is not null
 union all
-select * from school_problems where problem is not null
+select * from school_problems
+where problem is not null
