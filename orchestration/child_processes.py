@@ -3,7 +3,7 @@
 Three guards, for three ways a command ends:
   - SIGKILL of the command: every child is started with PR_SET_PDEATHSIG = SIGKILL (Linux), so the
     kernel kills it with its parent. dbt started by dagster-dbt, which gives no preexec hook, sets it on
-    itself (orchestration.dbt_child).
+    itself (orchestration.dbt.child).
   - SIGTERM / SIGINT / SIGHUP: `stop_on_signals()` turns them into `Stopped`, which unwinds the command
     like Ctrl-C; whoever waits for a child stops it (`stop_process`) and waits for it in that unwinding,
     which happens inside the writer lock's block, so the lock is released only after the child is gone.

@@ -16,9 +16,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from orchestration import database
-from orchestration.registry import District, DistrictSource
-from orchestration.warehouse_setup import ensure_warehouse
+from orchestration.districts.registry import District, DistrictSource
+from orchestration.warehouse import database
+from orchestration.warehouse.setup import ensure_warehouse
 from tests.district_samples import create_district_database
 
 

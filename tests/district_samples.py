@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestration import database
-from orchestration.district_tables import TABLES, create_table_sql
-from orchestration.registry import District
+from orchestration.districts.contract import TABLES, create_table_sql
+from orchestration.districts.registry import District
+from orchestration.warehouse import database
 
 SAMPLE_ROWS = """
 insert into school values (1, '101', 'North Elementary', 'S101'), (2, '201', 'Central High', 'S201');

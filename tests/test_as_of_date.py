@@ -10,10 +10,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from orchestration import database, dbt_runner
 from orchestration.dagster_defs.dbt_assets import dbt_build_args
-from orchestration.landing_load import load_districts
-from orchestration.registry import District
+from orchestration.dbt import runner as dbt_runner
+from orchestration.districts.registry import District
+from orchestration.landing.load import load_districts
+from orchestration.warehouse import database
 
 
 def test_an_unknown_time_zone_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

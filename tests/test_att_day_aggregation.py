@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from orchestration import dbt_runner
+from orchestration.dbt import runner as dbt_runner
 from tests.test_incremental_equals_full import (
     REFERENCE_SQL,
     Warehouse,

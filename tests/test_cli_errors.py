@@ -15,9 +15,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from orchestration import cli_errors, database, dbt_runner
-from orchestration.landing_load import load_districts
-from orchestration.registry import District, write_registry
+from orchestration.cli import errors as cli_errors
+from orchestration.dbt import runner as dbt_runner
+from orchestration.districts.registry import District, write_registry
+from orchestration.landing.load import load_districts
+from orchestration.warehouse import database
 from tests.conftest import landing_checksums, unique_name
 
 CLI = Path(sys.executable).parent / "attendance-sync"

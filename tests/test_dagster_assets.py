@@ -17,8 +17,8 @@ import pytest
 from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions, ExecuteInProcessResult
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from orchestration import database
-from orchestration.registry import District, DistrictSource, write_registry
+from orchestration.districts.registry import District, DistrictSource, write_registry
+from orchestration.warehouse import database
 from tests.conftest import district_conn, unique_name
 from tests.district_samples import create_district_database
 
@@ -74,8 +74,8 @@ def dagster_env_for(tmp_path: Path) -> Iterator[DagsterEnv]:
                                            source=DistrictSource("database", database=name))
             write_registry(tmp_path / "districts.yml", list(districts.values()))
             from orchestration.dagster_defs.definitions import build_definitions
-            from orchestration.dagster_launch import dagster_home
-            from orchestration.warehouse_setup import ensure_warehouse
+            from orchestration.dagster_defs.launch import dagster_home
+            from orchestration.warehouse.setup import ensure_warehouse
 
             with database.connect() as conn, conn.transaction():
                 ensure_warehouse(conn)

@@ -17,7 +17,7 @@ from dagster import AssetKey, DagsterEventType, DagsterInstance, build_schedule_
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from orchestration.dagster_defs.dbt_assets import AGGREGATION_MODEL, dbt_build_args, model_nodes
-from orchestration.registry import District
+from orchestration.districts.registry import District
 from tests.test_dagster_assets import (
     CODES,
     DagsterEnv,
@@ -76,7 +76,7 @@ def test_weekly_resync_job_runs_every_district_in_one_run(dagster_env: DagsterEn
 
 
 def _launch_resync(codes: list[str], objects: list[str], check_dependencies: bool) -> int:
-    from orchestration.dagster_launch import launch_resync
+    from orchestration.dagster_defs.launch import launch_resync
 
     return launch_resync(codes, objects, check_dependencies)
 
@@ -119,8 +119,8 @@ def test_resync_refuses_unknown_district_or_object(dagster_env: DagsterEnv, caps
 
 @pytest.mark.skipif(AGGREGATION_MODEL not in model_nodes(), reason="att_day_aggregation is not in the dbt project yet")
 def test_refresh_job_recomputes_the_aggregation(dagster_env: DagsterEnv) -> None:
-    from orchestration import database
-    from orchestration.dagster_launch import launch_refresh_aggregation
+    from orchestration.dagster_defs.launch import launch_refresh_aggregation
+    from orchestration.warehouse import database
 
     with database.connect(autocommit=True) as conn:
         # Corrupt one district's aggregation behind dbt's back: only a full recompute repairs it.
@@ -133,7 +133,7 @@ def test_refresh_job_recomputes_the_aggregation(dagster_env: DagsterEnv) -> None
 
 def test_writer_lock_makes_a_second_run_wait(dagster_env: DagsterEnv) -> None:
     """A run that needs the writer lock waits while another writer holds it, then completes."""
-    from orchestration.writer_lock import state_writer_lock
+    from orchestration.warehouse.writer_lock import state_writer_lock
 
     outcome: dict[str, Any] = {}
 
@@ -153,14 +153,14 @@ def test_writer_lock_makes_a_second_run_wait(dagster_env: DagsterEnv) -> None:
 
 _CONCURRENT_SCRIPT = """
 import sys
-from orchestration.dagster_launch import launch_resync
+from orchestration.dagster_defs.launch import launch_resync
 sys.exit(launch_resync(["D03"], ["person"], True))
 """
 
 
 def test_two_concurrent_requests_for_the_same_district_serialize(dagster_env: DagsterEnv) -> None:
     """Two resync processes for D03 at once: both succeed, their writing steps never overlap."""
-    from orchestration.writer_lock import HOLDING, RELEASING
+    from orchestration.warehouse.writer_lock import HOLDING, RELEASING
 
     started = time.time()
     processes = [subprocess.Popen([sys.executable, "-c", _CONCURRENT_SCRIPT], stdout=subprocess.PIPE,
@@ -189,7 +189,8 @@ def test_two_concurrent_requests_for_the_same_district_serialize(dagster_env: Da
 
 
 def test_sync_status_rows_and_asset(dagster_env: DagsterEnv) -> None:
-    from orchestration.dagster_defs.sync_status import SYNC_STATUS_KEY, format_table, sync_status_rows
+    from orchestration.dagster_defs.sync_status import SYNC_STATUS_KEY
+    from orchestration.monitoring.sync_status import format_table, sync_status_rows
 
     rows = sync_status_rows()
     assert [r["district"] for r in rows] == list(CODES)
@@ -219,7 +220,7 @@ def test_definitions_validate_cli(dagster_env: DagsterEnv) -> None:
 
 def test_failed_district_load_fails_the_run_and_keeps_the_others(dagster_env: DagsterEnv,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    from orchestration.registry import DistrictSource, write_registry
+    from orchestration.districts.registry import DistrictSource, write_registry
     from orchestration.settings import registry_path
 
     broken = District(code="D05", name="District D05", source=DistrictSource("database", database="no_such_db_d05"))

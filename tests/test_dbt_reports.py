@@ -28,10 +28,11 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from orchestration import database, dbt_runner
-from orchestration.district_tables import TABLES, create_table_sql
-from orchestration.landing_load import load_districts
-from orchestration.registry import District, DistrictSource
+from orchestration.dbt import runner as dbt_runner
+from orchestration.districts.contract import TABLES, create_table_sql
+from orchestration.districts.registry import District, DistrictSource
+from orchestration.landing.load import load_districts
+from orchestration.warehouse import database
 from tests.conftest import state_database, unique_name
 
 AS_OF = date(2025, 9, 16)

@@ -1,5 +1,5 @@
 """The dbt State Edition models on a real PostgreSQL: district-by-district replacement, the district
-selection, lineage (Check Dependencies), grants, and the dbt argument list of orchestration.dbt_runner.
+selection, lineage (Check Dependencies), grants, and the dbt argument list of orchestration.dbt.runner.
 
 One database for the module: districts D01, D02 and D04 from the sample district database, D03 with
 empty tables, all loaded through the real landing loader.
@@ -16,11 +16,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from orchestration import database, dbt_runner
-from orchestration.district_tables import TABLES
-from orchestration.landing_load import load_districts
-from orchestration.registry import District, DistrictSource, RegistryError
-from orchestration.warehouse_setup import ensure_warehouse
+from orchestration.dbt import runner as dbt_runner
+from orchestration.districts.contract import TABLES
+from orchestration.districts.registry import District, DistrictSource, RegistryError
+from orchestration.landing.load import load_districts
+from orchestration.warehouse import database
+from orchestration.warehouse.setup import ensure_warehouse
 from tests.conftest import state_database, unique_name
 from tests.district_samples import create_district_database
 

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from orchestration import database
-from orchestration.demo_calendar import school_year_end
-from orchestration.demo_checks import integrity_problems, table_checksums
-from orchestration.demo_data import BIE_SIZE, DemoSize, DemoSummary, demo_registry, generate_demo, read_clock
-from orchestration.district_tables import TABLES
-from orchestration.registry import District, DistrictSource
+from orchestration.demo.calendar import school_year_end
+from orchestration.demo.checks import integrity_problems, table_checksums
+from orchestration.demo.data import BIE_SIZE, DemoSize, DemoSummary, demo_registry, generate_demo, read_clock
+from orchestration.districts.contract import TABLES
+from orchestration.districts.registry import District, DistrictSource
+from orchestration.warehouse import database
 from tests.district_samples import query, scalar
 
 TODAY = dt.date(2026, 11, 28)  # a Saturday, the Thanksgiving weekend

@@ -17,9 +17,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from orchestration import cli, database, dbt_runner, tool_rights
-from orchestration.landing_load import load_districts
-from orchestration.registry import District, DistrictSource, write_registry
+from orchestration import cli
+from orchestration.dbt import runner as dbt_runner
+from orchestration.districts.registry import District, DistrictSource, write_registry
+from orchestration.landing.load import load_districts
+from orchestration.warehouse import database
+from orchestration.warehouse import rights as tool_rights
 from tests.conftest import landing_checksums, state_database, unique_name
 from tests.district_samples import create_district_database
 

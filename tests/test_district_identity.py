@@ -14,13 +14,14 @@ from datetime import date
 import psycopg
 import pytest
 
-from orchestration import database, dbt_runner
 from orchestration.cli import main as cli_main
-from orchestration.dagster_defs.sync_status import format_table, sync_status_rows
-from orchestration.district_admin import DistrictAdminError, retire_district
-from orchestration.district_tables import TABLES
-from orchestration.registry import District, DistrictSource, write_registry
+from orchestration.dbt import runner as dbt_runner
+from orchestration.districts.admin import DistrictAdminError, retire_district
+from orchestration.districts.contract import TABLES
+from orchestration.districts.registry import District, DistrictSource, write_registry
+from orchestration.monitoring.sync_status import format_table, sync_status_rows
 from orchestration.settings import registry_path
+from orchestration.warehouse import database
 from tests.conftest import landing_checksums
 
 MakeDistrict = Callable[..., District]

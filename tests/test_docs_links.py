@@ -25,7 +25,7 @@ REFERENCE_LINK = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s+.*)?$", re.M
 FENCED_BLOCK = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.MULTILINE | re.DOTALL)
 CODE_SPAN = re.compile(r"(`+)(?:.+?)\1", re.DOTALL)
 SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
-# A repository path quoted as code in the docs, e.g. `orchestration/cli.py` or `dbt_project/macros/`.
+# A repository path quoted as code in the docs, e.g. `orchestration/cli/` or `dbt_project/macros/`.
 QUOTED_PATH = re.compile(r"^[\w.-]+(?:/[\w.-]+)+/?$")
 
 # Built from parts so that this file does not match its own patterns.
@@ -230,7 +230,7 @@ def test_no_file_cites_a_machine_path_or_the_design_folder(files: list[str]) -> 
     ("/" + "work/shared/x.md", "is an absolute path"),
 ])
 def test_link_checker_itself(target: str, problem: str | None) -> None:
-    entries = {"docs", "docs/domain.md", "orchestration", "orchestration/cli.py"}
+    entries = {"docs", "docs/domain.md", "orchestration", "orchestration/cli/"}
     assert link_problem(target, [ROOT], entries) == problem
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from orchestration import database, embedded_postgres
 from orchestration.cli import main as cli_main
+from orchestration.warehouse import database, embedded_postgres
 
 
 def free_port() -> int:

@@ -33,7 +33,8 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from orchestration import database, embedded_postgres, settings
+from orchestration import settings
+from orchestration.warehouse import database, embedded_postgres
 from tests.support import faults
 from tests.support.faults import Checksums, Key
 

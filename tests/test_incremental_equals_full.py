@@ -25,10 +25,11 @@ from hypothesis import strategies as st
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from orchestration import database, dbt_runner
 from orchestration import settings as project_settings
-from orchestration.district_tables import TABLES, table
-from orchestration.warehouse_setup import ensure_partition
+from orchestration.dbt import runner as dbt_runner
+from orchestration.districts.contract import TABLES, table
+from orchestration.warehouse import database
+from orchestration.warehouse.setup import ensure_partition
 from tests.conftest import state_database
 
 REFERENCE_SQL = (project_settings.PROJECT_ROOT / "benchmarks" / "reference_att_day_aggregation.sql").read_text()
@@ -40,7 +41,7 @@ Row = dict[str, Any]
 # --- mimicked landing loads ----------------------------------------------------------------------------
 
 class LandingLoad:
-    """One district load into landing, as orchestration/landing_load.py records it: a landing.load_batch
+    """One district load into landing, as orchestration/landing/load.py records it: a landing.load_batch
     row, every changed row stamped with its batch id, the previous image of every updated row (a revived
     deleted row included) in landing.superseded_row, vanished rows flagged _deleted. Commit to publish."""
 

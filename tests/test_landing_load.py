@@ -9,18 +9,18 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from orchestration import database
 from orchestration.cli import main as cli_main
-from orchestration.district_tables import TABLES
-from orchestration.landing_load import (
+from orchestration.districts.contract import TABLES
+from orchestration.districts.registry import District, DistrictSource, write_registry
+from orchestration.landing.load import (
     DistrictLoadError,
     DistrictLoadResult,
     load_district,
     load_districts,
     prepare_warehouse,
 )
-from orchestration.registry import District, DistrictSource, write_registry
-from orchestration.writer_lock import district_lock_name, lock_row
+from orchestration.warehouse import database
+from orchestration.warehouse.writer_lock import district_lock_name, lock_row
 from tests.conftest import district_conn, landing_checksums
 
 MakeDistrict = Callable[..., District]

@@ -14,12 +14,12 @@ import psycopg
 import pytest
 import yaml
 
-from orchestration import database
 from orchestration.cli import main as cli_main
-from orchestration.district_sources import DatabaseSource
-from orchestration.district_tables import TABLES
-from orchestration.landing_load import load_districts
-from orchestration.registry import District, DistrictSource, RegistryError, parse_registry
+from orchestration.districts.contract import TABLES
+from orchestration.districts.registry import District, DistrictSource, RegistryError, parse_registry
+from orchestration.districts.sources import DatabaseSource
+from orchestration.landing.load import load_districts
+from orchestration.warehouse import database
 from tests.conftest import district_conn, landing_checksums
 from tests.test_landing_load import export_csv
 

@@ -15,12 +15,14 @@ import yaml
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from orchestration import database, embedded_postgres, settings, tool_rights
+from orchestration import settings
 from orchestration.cli import main as cli_main
-from orchestration.district_sources import scrub_password
-from orchestration.landing_load import load_districts
-from orchestration.logins import create_login
-from orchestration.registry import District, DistrictSource
+from orchestration.districts.registry import District, DistrictSource
+from orchestration.districts.sources import scrub_password
+from orchestration.landing.load import load_districts
+from orchestration.warehouse import database, embedded_postgres
+from orchestration.warehouse import rights as tool_rights
+from orchestration.warehouse.logins import create_login
 from tests.conftest import unique_name
 
 # Everything that used to break a password pasted into a URL or a conninfo string.

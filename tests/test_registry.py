@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from orchestration.registry import (
+from orchestration.districts.registry import (
     RegistryError,
     canonical_code,
     load_registry,
@@ -15,7 +15,7 @@ from orchestration.registry import (
     resolve_url,
     select_districts,
 )
-from orchestration.warehouse_setup import partition_name
+from orchestration.warehouse.setup import partition_name
 
 
 def parse(text: str) -> list:

@@ -11,11 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from orchestration import database
-from orchestration.demo_checks import integrity_problems, table_checksums
-from orchestration.demo_data import DemoDataError, DemoSize, demo_registry, generate_demo, read_clock
-from orchestration.registry import District, DistrictSource
-from orchestration.simulate import SimulationResult, run_simulation, simulate_days
+from orchestration.demo.checks import integrity_problems, table_checksums
+from orchestration.demo.data import DemoDataError, DemoSize, demo_registry, generate_demo, read_clock
+from orchestration.demo.simulate import SimulationResult, run_simulation, simulate_days
+from orchestration.districts.registry import District, DistrictSource
+from orchestration.warehouse import database
 from tests.district_samples import query, scalar
 
 TODAY = dt.date(2026, 12, 4)  # a Friday

@@ -8,9 +8,10 @@ from contextlib import contextmanager
 import pytest
 from psycopg import sql
 
-from orchestration import database, tool_rights
-from orchestration.landing_load import load_districts
-from orchestration.registry import District
+from orchestration.districts.registry import District
+from orchestration.landing.load import load_districts
+from orchestration.warehouse import database
+from orchestration.warehouse import rights as tool_rights
 from tests.conftest import landing_checksums, unique_name
 
 ANALYST_PASSWORD = "analyst password"

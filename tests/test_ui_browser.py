@@ -58,7 +58,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def ui(tmp_path: Path) -> Iterator[tuple[DagsterEnv, str]]:
-    from orchestration.dagster_launch import start_ui, stop_ui, wait_for_ui
+    from orchestration.dagster_defs.launch import start_ui, stop_ui, wait_for_ui
 
     with dagster_env_for(tmp_path) as env:
         ARTIFACTS.mkdir(exist_ok=True)

@@ -25,11 +25,13 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from orchestration import database, dbt_runner, tool_rights
-from orchestration.landing_load import load_districts
-from orchestration.registry import District, DistrictSource, write_registry
-from orchestration.writer_lock import state_writer_lock
-from orchestration.writer_sessions import LOCK_TIMEOUT_VARIABLE, WRITING_APPLICATION
+from orchestration.dbt import runner as dbt_runner
+from orchestration.districts.registry import District, DistrictSource, write_registry
+from orchestration.landing.load import load_districts
+from orchestration.warehouse import database
+from orchestration.warehouse import rights as tool_rights
+from orchestration.warehouse.writer_lock import state_writer_lock
+from orchestration.warehouse.writer_sessions import LOCK_TIMEOUT_VARIABLE, WRITING_APPLICATION
 from tests.conftest import state_database, unique_name
 from tests.district_samples import create_district_database
 
@@ -162,7 +164,7 @@ def _free_port() -> int:
 
 
 def test_sigterm_to_ui_stops_dagster_dev_the_webserver_and_the_daemon(warehouse: Warehouse, tmp_path: Path) -> None:
-    from orchestration.dagster_launch import wait_for_ui
+    from orchestration.dagster_defs.launch import wait_for_ui
 
     port = _free_port()
     env = {**_cli_environment(warehouse), "DAGSTER_HOME": str(tmp_path / "dagster")}

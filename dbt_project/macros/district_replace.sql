@@ -98,7 +98,7 @@
 
 
 {% macro create_model_build_table() -%}
-    {#- A district-level writer may not create tables; a state-level build made this one (tool_rights.py). -#}
+    {#- A district-level writer may not create tables; a state-level build made this one (orchestration/warehouse/rights.py). -#}
     {%- if target.get('role') == 'attendance_district_write' -%}
         {{- return('select 1') -}}
     {%- endif -%}

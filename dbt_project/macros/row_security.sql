@@ -1,6 +1,6 @@
 {#-
     row_security(): post-hook of every state and reports model (dbt_project.yml), applying district-level
-    row security to the table just built (landing.apply_row_security, orchestration/warehouse_setup.py):
+    row security to the table just built (landing.apply_row_security, orchestration/warehouse/setup.py):
     state-level readers see every row, district-level readers only their districts' rows (or, in the
     statewide report, the students enrolled in their districts). A table materialization creates a new
     table each build and the aggregation may replace its partitioned parent, so it runs after every build;

@@ -38,13 +38,13 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, dbt_
 from dagster_dbt.errors import DagsterDbtCliRuntimeError
 from psycopg import sql
 
-from orchestration import database
 from orchestration.child_processes import stop_process
 from orchestration.dagster_defs.project import dbt_project, manifest
 from orchestration.dagster_defs.resources import AttendanceDbtCliResource
-from orchestration.dbt_runner import NodeResult, lock_timeout_holders, state_time_zone
-from orchestration.district_admin import sync_registry_file
-from orchestration.writer_lock import state_writer_lock
+from orchestration.dbt.runner import NodeResult, lock_timeout_holders, state_time_zone
+from orchestration.districts.admin import sync_registry_file
+from orchestration.warehouse import database
+from orchestration.warehouse.writer_lock import state_writer_lock
 
 # The concurrency pool of every step that writes landing or state tables (limit 1 in dagster.yaml).
 WRITER_POOL = "attendance_state_writer"
@@ -96,7 +96,7 @@ class DbtBuildConfig(Config):
 def dbt_build_args(*, select: Sequence[str] | None = None, districts: Sequence[str] | None = None,
                    as_of_date: str | None = None, full_refresh: bool = False) -> list[str]:
     """The `dbt build` argument list (selection args are added by dagster-dbt when `select` is None)."""
-    from orchestration.tool_rights import district_writer_dbt_args
+    from orchestration.warehouse.rights import district_writer_dbt_args
 
     args = ["build"]
     if select:

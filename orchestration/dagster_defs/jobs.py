@@ -58,7 +58,7 @@ from orchestration.dagster_defs.landing_assets import (
 )
 from orchestration.dagster_defs.resources import AttendanceDbtCliResource
 from orchestration.dagster_defs.sync_status import SYNC_STATUS_KEY
-from orchestration.registry import RegistryError, select_districts
+from orchestration.districts.registry import RegistryError, select_districts
 
 # Run-queue tag limited to 1 in dagster.yaml: at most one of these jobs runs at a time.
 WRITER_TAG = {"attendance/writes_state": "true"}

@@ -1,6 +1,6 @@
 """The landing loads as assets: one asset per landing table, partitioned by district.
 
-A district's load copies all its tables in one transaction (orchestration/landing_load.py), so one
+A district's load copies all its tables in one transaction (orchestration/landing/load.py), so one
 multi-asset computes them together; its asset keys are the keys dagster-dbt gives the dbt sources of
 schema `landing`, which makes the landing tables the upstream of the state models. Materializing a
 subset of the tables (e.g. "materialize with upstream" of a model that reads only some of them) still
@@ -34,14 +34,14 @@ from pydantic import Field
 
 from orchestration.dagster_defs.dbt_assets import WRITER_POOL
 from orchestration.dagster_defs.project import manifest
-from orchestration.district_admin import sync_registry_file
-from orchestration.district_tables import TABLES
-from orchestration.landing_load import DistrictLoadResult, StateDatabaseUnavailable, load_districts
-from orchestration.registry import select_districts
-from orchestration.writer_lock import state_writer_lock
+from orchestration.districts.admin import sync_registry_file
+from orchestration.districts.contract import TABLES
+from orchestration.districts.registry import select_districts
+from orchestration.landing.load import DistrictLoadResult, StateDatabaseUnavailable, load_districts
+from orchestration.warehouse.writer_lock import state_writer_lock
 
 LANDING_ASSET_NAME = "landing_load"
-# Bookkeeping the loader writes alongside the district tables (warehouse_setup.py).
+# Bookkeeping the loader writes alongside the district tables (orchestration/warehouse/setup.py).
 _BOOKKEEPING_TABLES = ("district", "load_batch", "load_log", "load_failure", "superseded_row")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dagster import StaticPartitionsDefinition
 
-from orchestration.registry import load_registry
+from orchestration.districts.registry import load_registry
 
 
 def district_codes() -> list[str]:

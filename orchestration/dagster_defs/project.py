@@ -51,7 +51,7 @@ def manifest_is_stale(project: DbtProject | None = None) -> bool:
 def dbt_executable() -> str:
     """The dbt of this Python environment (the venv's bin folder need not be on PATH).
 
-    `attendance-dbt` (orchestration/dbt_child.py) is dbt that dies with the Dagster step that started it;
+    `attendance-dbt` (orchestration/dbt/child.py) is dbt that dies with the Dagster step that started it;
     plain dbt only in an environment installed before that entry point existed.
     """
     for name in ("attendance-dbt", "dbt"):

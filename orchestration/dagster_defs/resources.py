@@ -19,9 +19,9 @@ from typing import Any
 from dagster_dbt import DbtCliInvocation, DbtCliResource
 from packaging import version
 
-from orchestration import database, writer_sessions
 from orchestration.child_processes import PARENT_PID_VARIABLE
 from orchestration.dagster_defs.project import dbt_executable, dbt_project
+from orchestration.warehouse import database, writer_sessions
 
 _environment_lock = threading.Lock()
 

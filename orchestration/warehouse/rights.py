@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from orchestration import database
-from orchestration.registry import canonical_code
-from orchestration.warehouse_setup import (
+from orchestration.districts.registry import canonical_code
+from orchestration.warehouse import database
+from orchestration.warehouse.setup import (
     DISTRICT_READ_ROLE,
     DISTRICT_WRITE_ROLE,
     READ_ROLE,
@@ -69,7 +69,7 @@ def require_write(conn: psycopg.Connection, action: str) -> None:
 #
 # District staff get rights over their own districts only: a row in landing.district_grant per
 # (user, read|write, district) and membership in DISTRICT_READ_ROLE (and DISTRICT_WRITE_ROLE for write).
-# PostgreSQL enforces the rest (warehouse_setup.py): row security shows them only their districts' rows,
+# PostgreSQL enforces the rest (setup.py): row security shows them only their districts' rows,
 # and their loads may write only their districts' landing rows. They are members of neither READ_ROLE nor
 # WRITE_ROLE, so SET ROLE cannot lift the restriction.
 
@@ -117,7 +117,7 @@ def _administering(action: str) -> Iterator[psycopg.Connection]:
 
 def _known_districts(conn: psycopg.Connection) -> set[str]:
     """Codes a grant may name: the registry's and those already in the state."""
-    from orchestration.registry import RegistryError, load_registry
+    from orchestration.districts.registry import RegistryError, load_registry
 
     known = {str(row[0]) for row in conn.execute("select district_code from landing.district").fetchall()}
     with contextlib.suppress(RegistryError, OSError):
@@ -126,7 +126,7 @@ def _known_districts(conn: psycopg.Connection) -> set[str]:
 
 
 def _validated_codes(conn: psycopg.Connection, districts: list[str]) -> list[str]:
-    from orchestration.registry import RegistryError
+    from orchestration.districts.registry import RegistryError
 
     try:
         codes = list(dict.fromkeys(canonical_code(code) for code in districts))

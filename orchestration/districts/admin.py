@@ -17,12 +17,12 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from orchestration import database
-from orchestration.registry import District, RegistryError, load_registry, validate_code
+from orchestration.districts.registry import District, RegistryError, load_registry, validate_code
 from orchestration.settings import registry_path
-from orchestration.tool_rights import require_write
-from orchestration.warehouse_setup import WRITE_ROLE, ensure_warehouse
-from orchestration.writer_lock import state_writer_lock
+from orchestration.warehouse import database
+from orchestration.warehouse.rights import require_write
+from orchestration.warehouse.setup import WRITE_ROLE, ensure_warehouse
+from orchestration.warehouse.writer_lock import state_writer_lock
 
 AUDIT_TABLE = "district_retirement"
 

@@ -8,10 +8,10 @@ from typing import Any
 
 from psycopg import sql
 
-from orchestration import database
-from orchestration.district_tables import TABLES
-from orchestration.landing_load import load_districts
-from orchestration.registry import District
+from orchestration.districts.contract import TABLES
+from orchestration.districts.registry import District
+from orchestration.landing.load import load_districts
+from orchestration.warehouse import database
 
 
 def plain_copy(districts: list[District]) -> int:

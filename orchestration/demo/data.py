@@ -2,7 +2,7 @@
 
 `generate_demo` (re)creates one PostgreSQL database per district with every table of the contract in
 schema `public`, and a `demo` schema holding the simulated clock and the generator's helpers (see
-`demo_sql.py`). Small reference tables (schools, calendars, bell schedules, days, codes) are planned in
+`sql.py`). Small reference tables (schools, calendars, bell schedules, days, codes) are planned in
 Python and copied in; people, enrollments and attendance are generated inside PostgreSQL, set-based,
 because the BIE-size demo has 8 million student-days.
 
@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from orchestration import database, demo_sql
-from orchestration.demo_calendar import (
+from orchestration.demo import sql as demo_sql
+from orchestration.demo.calendar import (
     DayKind,
     DistrictCalendar,
     Period,
@@ -35,7 +35,7 @@ from orchestration.demo_calendar import (
     school_year_end,
     secondary_schedule,
 )
-from orchestration.demo_catalog import (
+from orchestration.demo.catalog import (
     ATTENDANCE_COMMENTS,
     BEHAVIOR_RESOLUTIONS,
     BEHAVIOR_RESPONSES,
@@ -46,8 +46,9 @@ from orchestration.demo_catalog import (
     LAST_NAMES,
     SCHOOL_PLACES,
 )
-from orchestration.district_tables import TABLES, create_table_sql
-from orchestration.registry import District, DistrictSource
+from orchestration.districts.contract import TABLES, create_table_sql
+from orchestration.districts.registry import District, DistrictSource
+from orchestration.warehouse import database
 
 # Share of attendance rows typed in days after the date they record (still before "today").
 LATE_ENTRY_SHARE = 0.08

@@ -7,7 +7,7 @@ started from the UI and the schedules, and they take the same concurrency pool s
 Functions for the CLI (each returns an exit code: 0 success, 1 the run failed, 2 refused before running):
   launch_resync(districts, objects, check_dependencies)   the resync tool (job resync_state_data)
   launch_refresh_aggregation(districts)                    Attendance Aggregation Refresh
-  sync_status_rows()                                       the `status` table (see dagster_defs.sync_status)
+  sync_status_rows()                                       the `status` table (see monitoring.sync_status)
   run_ui(host, port)                                       `dagster dev` (webserver and daemon) until Ctrl-C
 """
 
@@ -27,17 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestration import database
 from orchestration.child_processes import request_death_signal, stop_process
-from orchestration.dagster_defs.sync_status import format_table, sync_status_rows
-from orchestration.registry import RegistryError, select_districts
+from orchestration.districts.registry import RegistryError, select_districts
+from orchestration.monitoring.sync_status import format_table, sync_status_rows
 from orchestration.settings import PROJECT_ROOT, local_dir
+from orchestration.warehouse import database
 
 __all__ = ["dagster_home", "format_table", "launch_job", "launch_refresh_aggregation", "launch_resync", "run_ui",
            "start_ui", "sync_status_rows"]
 
 DEFINITIONS_MODULE = "orchestration.dagster_defs.definitions"
-_TEMPLATE = Path(__file__).resolve().parent / "dagster_defs" / "dagster.yaml"
+_TEMPLATE = Path(__file__).resolve().parent / "dagster.yaml"
 
 
 def dagster_home() -> Path:
@@ -116,7 +116,7 @@ def launch_job(job_name: str, run_config: dict[str, Any], *, tags: dict[str, str
 def _require_write(action: str) -> None:
     import psycopg
 
-    from orchestration.tool_rights import require_district_write
+    from orchestration.warehouse.rights import require_district_write
 
     # A fresh warehouse has no roles yet: the first load creates them. District-level writers pass here;
     # their districts were checked by writable_districts.
@@ -149,7 +149,7 @@ def launch_resync(districts: list[str] | None, objects: list[str] | None, check_
     from dagster import Failure
 
     from orchestration.dagster_defs.jobs import RESYNC, resync_selection
-    from orchestration.tool_rights import PermissionDenied, use_district_dbt_role, writable_districts
+    from orchestration.warehouse.rights import PermissionDenied, use_district_dbt_role, writable_districts
 
     try:
         codes = [d.code for d in select_districts(writable_districts("run a resync", districts or None))]
@@ -176,7 +176,7 @@ def launch_resync(districts: list[str] | None, objects: list[str] | None, check_
 def launch_refresh_aggregation(districts: list[str] | None, as_of_date: dt.date | None = None) -> int:
     """Attendance Aggregation Refresh through Dagster, for the districts (None or empty: all)."""
     from orchestration.dagster_defs.jobs import REFRESH
-    from orchestration.tool_rights import PermissionDenied, use_district_dbt_role, writable_districts
+    from orchestration.warehouse.rights import PermissionDenied, use_district_dbt_role, writable_districts
 
     try:
         codes = [d.code for d in select_districts(writable_districts("run an aggregation refresh",
@@ -265,9 +265,9 @@ def benchmark_overhead(districts: Sequence[str], objects: Sequence[str], *, chec
     definitions (what every `attendance-sync resync` pays, besides importing Dagster).
     """
     from orchestration.dagster_defs.jobs import RESYNC, resync_selection
-    from orchestration.dbt_runner import run_dbt
-    from orchestration.landing_load import load_districts
-    from orchestration.writer_lock import state_writer_lock
+    from orchestration.dbt.runner import run_dbt
+    from orchestration.landing.load import load_districts
+    from orchestration.warehouse.writer_lock import state_writer_lock
 
     codes = [d.code for d in select_districts(list(districts))]
     select = resync_selection(list(objects), check_dependencies)

@@ -9,6 +9,10 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from orchestration.child_processes import Stopped, stop_on_signals
+from orchestration.cli import errors as cli_errors
+from orchestration.settings import local_dir
+
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -42,7 +46,7 @@ def _date(value: str) -> dt.date:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from orchestration import database, embedded_postgres
+    from orchestration.warehouse import database, embedded_postgres
 
     settings = database.connection_settings()
     if not settings.embedded:
@@ -65,12 +69,12 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from orchestration.district_admin import sync_registry_file
-    from orchestration.landing_load import load_districts
-    from orchestration.load_guard import FLAG
-    from orchestration.registry import select_districts
-    from orchestration.tool_rights import writable_districts
-    from orchestration.writer_lock import state_writer_lock
+    from orchestration.districts.admin import sync_registry_file
+    from orchestration.districts.registry import select_districts
+    from orchestration.landing.guard import FLAG
+    from orchestration.landing.load import load_districts
+    from orchestration.warehouse.rights import writable_districts
+    from orchestration.warehouse.writer_lock import state_writer_lock
 
     districts = select_districts(writable_districts("run a load", _codes(args.district)))
     # A state server that cannot be reached or is lost ends in cli_errors' one message.
@@ -87,9 +91,8 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
-    from orchestration import demo_data
-    from orchestration.registry import load_registry, write_registry
-    from orchestration.settings import local_dir
+    from orchestration.demo import data as demo_data
+    from orchestration.districts.registry import load_registry, write_registry
 
     if args.districts is not None:
         districts = demo_data.demo_registry(args.districts)
@@ -114,8 +117,9 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from orchestration import simulate
-    from orchestration.registry import load_registry
+    from orchestration.demo import simulate
+    from orchestration.demo.simulate import as_of_for
+    from orchestration.districts.registry import load_registry
 
     districts = [d for d in load_registry() if d.source.kind == "database"]
     result = simulate.run_simulation(districts, args.days, seed=args.seed)
@@ -126,16 +130,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def as_of_for(clock_today: dt.date) -> dt.date:
-    """The as-of date of builds on demo data: the last day whose attendance has been taken."""
-    return clock_today - dt.timedelta(days=1)
-
-
 def cmd_build(args: argparse.Namespace) -> int:
-    from orchestration.dbt_runner import run_dbt
-    from orchestration.district_admin import sync_registry_file
-    from orchestration.tool_rights import use_district_dbt_role, writable_districts
-    from orchestration.writer_lock import state_writer_lock
+    from orchestration.dbt.runner import run_dbt
+    from orchestration.districts.admin import sync_registry_file
+    from orchestration.warehouse.rights import use_district_dbt_role, writable_districts
+    from orchestration.warehouse.writer_lock import state_writer_lock
 
     districts = writable_districts(f"run {args.command}", _codes(args.districts))
     if use_district_dbt_role(f"run {args.command}", full_refresh=args.full_refresh):
@@ -154,16 +153,16 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from orchestration.demo_run import run_demo
+    from orchestration.demo.run import run_demo
 
     return run_demo(as_of_date=args.as_of_date)
 
 
 def cmd_rights(args: argparse.Namespace) -> int:
-    from orchestration import tool_rights
+    from orchestration.warehouse import rights as tool_rights
 
     if args.action == "create-login":
-        from orchestration.logins import cli_create_login
+        from orchestration.warehouse.logins import cli_create_login
 
         return cli_create_login(args.user, args.right, args.password_env)
     districts = _codes(args.district)
@@ -180,38 +179,38 @@ def cmd_rights(args: argparse.Namespace) -> int:
 
 
 def cmd_resync(args: argparse.Namespace) -> int:
-    from orchestration.dagster_launch import launch_resync
+    from orchestration.dagster_defs.launch import launch_resync
 
     return launch_resync(_codes(args.districts), _codes(args.objects), args.check_dependencies,
                          as_of_date=args.as_of_date, allow_mass_delete=args.allow_mass_delete)
 
 
 def cmd_refresh_aggregation(args: argparse.Namespace) -> int:
-    from orchestration.dagster_launch import launch_refresh_aggregation
+    from orchestration.dagster_defs.launch import launch_refresh_aggregation
 
     return launch_refresh_aggregation(_codes(args.districts), as_of_date=args.as_of_date)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from orchestration.dagster_launch import print_sync_status
+    from orchestration.dagster_defs.launch import print_sync_status
 
     return print_sync_status()
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from orchestration.dagster_launch import run_ui
+    from orchestration.dagster_defs.launch import run_ui
 
     return run_ui(host="127.0.0.1", port=args.port)
 
 
 def cmd_districts(args: argparse.Namespace) -> int:
-    from orchestration.district_admin import cmd_districts as run
+    from orchestration.districts.admin import cmd_districts as run
 
     return run(args.action, args.code, args.yes)
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from orchestration.benchmark import run_benchmark
+    from orchestration.benchmark.report import run_benchmark
 
     return run_benchmark(size_name=args.size, sections=args.section, out_dir=Path(args.out))
 
@@ -317,14 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. Every failure ends here in one line on stderr and a non-zero exit code
-    (orchestration/cli_errors.py): 2 refused, 1 failed, 130 interrupted."""
-    from orchestration import cli_errors
+    (orchestration/cli/errors.py): 2 refused, 1 failed, 130 interrupted."""
 
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.registry:
         os.environ["ATTENDANCE_REGISTRY"] = str(Path(args.registry).resolve())
-    from orchestration.child_processes import Stopped, stop_on_signals
 
     # SIGTERM (a scheduler, `timeout`) unwinds like Ctrl-C: children are stopped before the writer lock goes.
     stop_on_signals()

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from orchestration.registry import District, RegistryError
-from orchestration.warehouse_setup import WRITE_ROLE
+from orchestration.districts.registry import District, RegistryError
+from orchestration.warehouse.setup import WRITE_ROLE
 
 SHARE_VARIABLE = "ATTENDANCE_MAX_DELETE_SHARE"
 MIN_ROWS_VARIABLE = "ATTENDANCE_MASS_DELETE_MIN_ROWS"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from orchestration import database
-from orchestration.district_tables import TABLES, TABLES_BY_NAME
+from orchestration.districts.contract import TABLES, TABLES_BY_NAME
+from orchestration.warehouse import database
 
 
 def table_checksums(dbname: str) -> dict[str, str]:

@@ -23,22 +23,22 @@ REFUSED, FAILED, INTERRUPTED = 2, 1, 130
 # The project's own errors, by qualified class name so that reporting one never imports a module the
 # command did not load. Their text already names district, table, row, column or file.
 REFUSALS = frozenset({
-    "orchestration.registry.RegistryError",
-    "orchestration.tool_rights.PermissionDenied",
-    "orchestration.tool_rights.RightsError",
-    "orchestration.logins.LoginError",
-    "orchestration.district_admin.DistrictAdminError",
-    "orchestration.writer_lock.WriterLockError",
-    "orchestration.writer_sessions.LockTimeoutSettingError",
-    "orchestration.demo_data.DemoDataError",
-    "orchestration.cli_errors.SettingsError",
+    "orchestration.districts.registry.RegistryError",
+    "orchestration.warehouse.rights.PermissionDenied",
+    "orchestration.warehouse.rights.RightsError",
+    "orchestration.warehouse.logins.LoginError",
+    "orchestration.districts.admin.DistrictAdminError",
+    "orchestration.warehouse.writer_lock.WriterLockError",
+    "orchestration.warehouse.writer_sessions.LockTimeoutSettingError",
+    "orchestration.demo.data.DemoDataError",
+    "orchestration.cli.errors.SettingsError",
 })
 FAILURES = frozenset({
-    "orchestration.landing_load.DistrictLoadError",
-    "orchestration.landing_load.StateDatabaseUnavailable",
-    "orchestration.district_sources.SourceError",
-    "orchestration.embedded_postgres.EmbeddedPostgresError",
-    "orchestration.dbt_runner.DbtRunError",
+    "orchestration.landing.load.DistrictLoadError",
+    "orchestration.landing.load.StateDatabaseUnavailable",
+    "orchestration.districts.sources.SourceError",
+    "orchestration.warehouse.embedded_postgres.EmbeddedPostgresError",
+    "orchestration.dbt.runner.DbtRunError",
 })
 # SQLSTATEs of a server that is gone: class 08 (connection exception) and the shutdown codes of class 57.
 LOST_SERVER_STATES = ("08", "57P01", "57P02", "57P03")
@@ -65,7 +65,8 @@ def debugging(args: argparse.Namespace | None = None) -> bool:
 
 def check_settings() -> None:
     """Refuse unusable environment settings before a command starts, naming the variables."""
-    from orchestration import database, dbt_runner
+    from orchestration.dbt import runner as dbt_runner
+    from orchestration.warehouse import database
 
     try:
         database.connection_settings()
@@ -155,7 +156,7 @@ def server_named_in(text: str) -> str:
     if match:
         return f"{match.group(1)}:{match.group(2)}"
     try:
-        from orchestration import database
+        from orchestration.warehouse import database
 
         settings = database.connection_settings()
     except Exception:
@@ -165,7 +166,7 @@ def server_named_in(text: str) -> str:
 
 def connected_user() -> str:
     try:
-        from orchestration import database
+        from orchestration.warehouse import database
 
         return database.connection_settings().user
     except Exception:

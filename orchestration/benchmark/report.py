@@ -9,20 +9,28 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import platform
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from orchestration import database
-from orchestration.registry import District, DistrictSource, write_registry
+from orchestration.benchmark.builds import compare_builds
+from orchestration.benchmark.loads import compare_load_with_plain_copy
+from orchestration.dagster_defs.launch import benchmark_overhead
+from orchestration.demo import data as demo_data
+from orchestration.demo.calendar import district_calendar
+from orchestration.demo.data import read_clock
+from orchestration.demo.simulate import as_of_for, simulate_days
+from orchestration.districts.registry import District, DistrictSource, write_registry
 from orchestration.settings import local_dir
+from orchestration.warehouse import database
 
 BENCH_STATE_DATABASE = "attendance_bench"
 
@@ -103,10 +111,6 @@ def bench_districts(count: int, size_name: str) -> list[District]:
 def bench_size(size_name: str) -> Any:
     """The demo size, or the BIE-like size with today on its last school day, so that the year is all but
     complete (about 8 million student-days) and one simulated day still adds a day for every student."""
-    from dataclasses import replace
-
-    from orchestration import demo_data
-    from orchestration.demo_calendar import district_calendar
 
     if size_name != "bie":
         return demo_data.DemoSize()
@@ -117,8 +121,6 @@ def bench_size(size_name: str) -> Any:
 
 
 def section_generate(ctx: BenchContext) -> Section:
-    from orchestration import demo_data
-
     size = bench_size(ctx.size_name)
     section = Section("generate", "Demo district generation")
     with timed() as timing:
@@ -135,17 +137,10 @@ def section_generate(ctx: BenchContext) -> Section:
 
 
 def section_load(ctx: BenchContext) -> Section:
-    from orchestration.load_benchmark import compare_load_with_plain_copy
-
     return compare_load_with_plain_copy(ctx.districts, Section("load", "Landing load against a plain COPY"), timed)
 
 
 def section_build(ctx: BenchContext) -> Section:
-    from orchestration.build_benchmark import compare_builds
-    from orchestration.cli import as_of_for
-    from orchestration.demo_data import read_clock
-    from orchestration.simulate import simulate_days
-
     as_of = as_of_for(read_clock(ctx.districts).today)
     section = Section("build", f"dbt builds side by side (as of {as_of})")
     return compare_builds(ctx.districts, section, timed, as_of,
@@ -154,9 +149,6 @@ def section_build(ctx: BenchContext) -> Section:
 
 def section_dagster(ctx: BenchContext) -> Section:
     """The same two-district resync as plain loader + dbt build and as a Dagster run, side by side."""
-    import os
-
-    from orchestration.dagster_launch import benchmark_overhead
 
     os.environ.setdefault("DAGSTER_HOME", str(local_dir() / "bench" / "dagster"))
     section = Section("dagster", "Running through Dagster against plain loader + dbt build")
@@ -203,7 +195,6 @@ def _markdown(ctx: BenchContext) -> str:
 
 def run_benchmark(size_name: str, sections: list[str] | None, out_dir: Path) -> int:
     """Run the chosen sections (default all) against a benchmark warehouse of its own; write the report."""
-    import os
 
     size = bench_size(size_name)
     os.environ["ATTENDANCE_STATE_DATABASE"] = BENCH_STATE_DATABASE

@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlparse
 import psycopg
 from psycopg import sql
 
-from orchestration import embedded_postgres
+from orchestration.warehouse import embedded_postgres
 
 URL_VARIABLE = "ATTENDANCE_DATABASE_URL"
 PG_VARIABLES = ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE")

@@ -14,7 +14,8 @@ import os
 import psycopg
 from psycopg import sql
 
-from orchestration import database, tool_rights
+from orchestration.warehouse import database
+from orchestration.warehouse import rights as tool_rights
 
 
 class LoginError(ValueError):

@@ -6,7 +6,7 @@ inserted, changed rows updated (their previous image kept in landing.superseded_
 flagged deleted, unchanged rows left alone so their change stamp stays. Any problem rolls the whole
 district back and is reported with district, table, row and column; other districts still load.
 A load that would flag too many of a table's live rows deleted is refused before anything is applied
-(load_guard.py); a district database is read from one snapshot (district_sources.py).
+(guard.py); a district database is read from one snapshot (orchestration/districts/sources.py).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from orchestration import database
-from orchestration.district_sources import DistrictSource, SourceError, open_source
-from orchestration.district_tables import TABLES, Column, Table
-from orchestration.load_guard import (
+from orchestration.districts.contract import TABLES, Column, Table
+from orchestration.districts.registry import District, RegistryError
+from orchestration.districts.sources import DistrictSource, SourceError, open_source
+from orchestration.landing.guard import (
     Allowance,
     DeleteGuard,
     MassDeleteRefused,
@@ -30,11 +30,11 @@ from orchestration.load_guard import (
     min_rows,
     record_allowance,
 )
-from orchestration.registry import District, RegistryError
-from orchestration.tool_rights import district_scope, require_write
-from orchestration.warehouse_setup import WRITE_ROLE, ensure_district_partition, ensure_partition, ensure_warehouse
-from orchestration.writer_lock import district_lock_name, lock_row
-from orchestration.writer_sessions import mark_writer_session
+from orchestration.warehouse import database
+from orchestration.warehouse.rights import district_scope, require_write
+from orchestration.warehouse.setup import WRITE_ROLE, ensure_district_partition, ensure_partition, ensure_warehouse
+from orchestration.warehouse.writer_lock import district_lock_name, lock_row
+from orchestration.warehouse.writer_sessions import mark_writer_session
 
 
 class StateDatabaseUnavailable(Exception):

@@ -14,7 +14,7 @@ if the process dies, when PostgreSQL sees the closed connection; before the next
 waits for the sessions of a killed writer to end (they notice their dead client within seconds, see
 writer_sessions.py), so no write happens outside the lock.
 
-Other locks of the same table: `district:<code>` serialises the loads of one district (landing_load.py),
+Other locks of the same table: `district:<code>` serialises the loads of one district (orchestration/landing/load.py),
 `att_day_aggregation` the builds of that model (its materialization).
 """
 
@@ -26,10 +26,10 @@ from collections.abc import Callable, Iterator
 
 import psycopg
 
-from orchestration import database
-from orchestration.tool_rights import PermissionDenied
-from orchestration.warehouse_setup import WRITE_ROLE, WRITER_LOCK_TABLE, ensure_warehouse
-from orchestration.writer_sessions import Session, stopped_writer_sessions
+from orchestration.warehouse import database
+from orchestration.warehouse.rights import PermissionDenied
+from orchestration.warehouse.setup import WRITE_ROLE, WRITER_LOCK_TABLE, ensure_warehouse
+from orchestration.warehouse.writer_sessions import Session, stopped_writer_sessions
 
 LOCK_NAME = "state_writer"
 APPLICATION_PREFIX = "attendance-sync writer: "

@@ -19,9 +19,9 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from orchestration import database
-from orchestration.district_tables import Table
-from orchestration.registry import District, resolve_url
+from orchestration.districts.contract import Table
+from orchestration.districts.registry import District, resolve_url
+from orchestration.warehouse import database
 
 
 class SourceError(Exception):

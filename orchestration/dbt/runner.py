@@ -22,13 +22,14 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from orchestration import database, settings, writer_sessions
+from orchestration import settings
 from orchestration.child_processes import run_child
-from orchestration.registry import canonical_code
+from orchestration.districts.registry import canonical_code
+from orchestration.warehouse import database, writer_sessions
 
 # The dbt of this interpreter, whether or not its bin folder is on PATH, through the wrapper that makes
-# it die with this process (orchestration/dbt_child.py).
-DBT_COMMAND = (sys.executable, "-c", "from orchestration.dbt_child import main; main()")
+# it die with this process (orchestration/dbt/child.py).
+DBT_COMMAND = (sys.executable, "-c", "from orchestration.dbt.child import main; main()")
 # Node statuses in run_results.json that make a run fail (warnings do not).
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 # The state's time zone decides which day is "yesterday", the default as-of date (dbt var state_time_zone).
@@ -145,7 +146,7 @@ def dbt_args(args: list[str], *, districts: list[str] | None = None, as_of_date:
     """The dbt command line after `dbt`: the subcommand and its arguments, then the project's options."""
     if not args or args[0].startswith("-"):
         raise ValueError(f"dbt arguments must start with a subcommand (build, run, test, ls, ...), got {args!r}")
-    from orchestration.tool_rights import district_writer_dbt_args
+    from orchestration.warehouse.rights import district_writer_dbt_args
 
     command = [*args, *district_writer_dbt_args(args),
                "--project-dir", str(project_dir or settings.DBT_PROJECT_DIR),

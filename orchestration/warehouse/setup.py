@@ -21,8 +21,8 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from orchestration.district_tables import TABLES, Table
-from orchestration.registry import canonical_code
+from orchestration.districts.contract import TABLES, Table
+from orchestration.districts.registry import canonical_code
 
 READ_ROLE = "attendance_read"
 WRITE_ROLE = "attendance_write"
@@ -221,7 +221,7 @@ def ensure_warehouse(conn: psycopg.Connection) -> None:
     conn.execute("reset role")
 
 
-# District-level access (tool_rights.py). Everything here is owned by the write role; the two functions
+# District-level access (rights.py). Everything here is owned by the write role; the two functions
 # that district users call are SECURITY DEFINER with a fixed search_path, and read the grants of
 # session_user: SET ROLE to another role the login belongs to cannot borrow that role's grants.
 _DISTRICT_ACCESS = """
@@ -234,7 +234,7 @@ create table if not exists landing.district_grant (
     primary key (grantee, access, district_code)
 );
 comment on table landing.district_grant is
-    'District-level rights: grantee may read (or write and read) district_code only. See tool_rights.py.';
+    'District-level rights: grantee may read (or write and read) district_code only. See rights.py.';
 
 create or replace function landing.granted_districts(access text) returns setof text
 language sql stable security definer set search_path = pg_catalog, pg_temp

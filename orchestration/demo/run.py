@@ -8,9 +8,13 @@ import time
 import psycopg
 from psycopg import sql
 
-from orchestration import database
-from orchestration.cli import as_of_for
-from orchestration.registry import load_registry
+from orchestration.dbt.runner import run_dbt
+from orchestration.demo import data as demo_data
+from orchestration.demo.simulate import as_of_for
+from orchestration.districts.registry import load_registry
+from orchestration.landing.load import load_districts
+from orchestration.warehouse import database
+from orchestration.warehouse.writer_lock import state_writer_lock
 
 STATE_TABLES = ("district", "school", "calendar", "day", "period", "person", "enrollment", "attendance_excuse",
                 "attendance", "att_day_aggregation")
@@ -43,11 +47,6 @@ def _lock_wait(message: str) -> None:
 
 
 def run_demo(as_of_date: dt.date | None = None) -> int:
-    from orchestration import demo_data
-    from orchestration.dbt_runner import run_dbt
-    from orchestration.landing_load import load_districts
-    from orchestration.writer_lock import state_writer_lock
-
     started = time.perf_counter()
     districts = [d for d in load_registry() if d.source.kind == "database"]
     print(f"1/3 generating {len(districts)} demo districts ...", flush=True)

@@ -49,7 +49,7 @@ class District:
     code: str
     name: str
     source: DistrictSource
-    # The mass-delete guard (load_guard.py) for this district: always allow, or its own limit.
+    # The mass-delete guard (orchestration/landing/guard.py) for this district: always allow, or its own limit.
     allow_mass_delete: bool = False
     max_delete_share: float | None = None
 

@@ -9,10 +9,11 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-from orchestration import database, settings
-from orchestration.dbt_runner import DbtRunResult, run_dbt
-from orchestration.landing_load import load_districts
-from orchestration.registry import District
+from orchestration import settings
+from orchestration.dbt.runner import DbtRunResult, run_dbt
+from orchestration.districts.registry import District
+from orchestration.landing.load import load_districts
+from orchestration.warehouse import database
 
 AGGREGATION = "model.attendance_sync.att_day_aggregation"
 REFERENCE_SQL = settings.PROJECT_ROOT / "benchmarks" / "reference_att_day_aggregation.sql"

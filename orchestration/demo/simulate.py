@@ -23,10 +23,11 @@ from typing import Any
 
 import psycopg
 
-from orchestration import database, demo_sql
-from orchestration.demo_catalog import ATTENDANCE_COMMENTS, FIRST_NAMES, LAST_NAMES
-from orchestration.demo_data import DemoDataError, district_database, max_id, read_clock, salt
-from orchestration.registry import District
+from orchestration.demo import sql as demo_sql
+from orchestration.demo.catalog import ATTENDANCE_COMMENTS, FIRST_NAMES, LAST_NAMES
+from orchestration.demo.data import DemoDataError, district_database, max_id, read_clock, salt
+from orchestration.districts.registry import District
+from orchestration.warehouse import database
 
 # Chance, per district and day, of the rarer activities beyond the one district that always gets them.
 RECLASSIFY_ODDS = 0.15
@@ -391,3 +392,8 @@ def _attendance_changes(state: _DistrictState, day: dt.date, seed: int, base: di
     deleted = _rowcount(conn.execute(DELETES, {**base, "count": counts["delete"]}))
     return {"attendance_rows": taken, "corrected_rows": corrected, "backdated_rows": backdated,
             "deleted_rows": deleted}
+
+
+def as_of_for(clock_today: dt.date) -> dt.date:
+    """The as-of date of builds on demo data: the last day whose attendance has been taken."""
+    return clock_today - dt.timedelta(days=1)

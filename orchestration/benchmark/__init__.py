@@ -1,0 +1,1 @@
+"""The benchmark: load and build speed side by side, written as a report."""

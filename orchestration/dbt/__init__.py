@@ -1,0 +1,1 @@
+"""The one way dbt runs: a subprocess with the warehouse's settings, and its results."""

@@ -1,0 +1,1 @@
+"""Sync status per district: the query and its formatting, without Dagster."""

@@ -1,0 +1,1 @@
+"""The warehouse: connections, the embedded server, setup, tool rights and the writer lock."""
