@@ -15,14 +15,8 @@ import psycopg
 import pytest
 
 from orchestration.dbt import runner as dbt_runner
-from tests.test_incremental_equals_full import (
-    REFERENCE_SQL,
-    Warehouse,
-    load,
-    new_warehouse,
-    school_days,
-    small_district,
-)
+from tests.support.districts import load, school_days, small_district
+from tests.support.warehouse import REFERENCE_SQL, Warehouse, new_warehouse
 
 CODES = ("D01", "D02", "D03")
 AS_OF = school_days()[9]
@@ -31,7 +25,7 @@ AS_OF = school_days()[9]
 @pytest.fixture(scope="module")
 def warehouse() -> Iterator[Warehouse]:
     """Three small districts loaded and every state model built (the aggregation from scratch)."""
-    with new_warehouse("test_att_day_model", Warehouse) as warehouse:
+    with new_warehouse("test_att_day_model") as warehouse:
         warehouse.register(*CODES)
         for number, code in enumerate(CODES):
             load(warehouse.conn, small_district(code, seed=100 + number, students=12))

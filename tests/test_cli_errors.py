@@ -20,7 +20,7 @@ from orchestration.dbt import runner as dbt_runner
 from orchestration.districts.registry import District, write_registry
 from orchestration.landing.load import load_districts
 from orchestration.warehouse import database
-from tests.conftest import landing_checksums, unique_name
+from tests.support.warehouse import landing_checksums, unique_name
 
 CLI = Path(sys.executable).parent / "attendance-sync"
 

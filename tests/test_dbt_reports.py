@@ -33,7 +33,7 @@ from orchestration.districts.contract import TABLES, create_table_sql
 from orchestration.districts.registry import District, DistrictSource
 from orchestration.landing.load import load_districts
 from orchestration.warehouse import database
-from tests.conftest import state_database, unique_name
+from tests.support.warehouse import state_database, unique_name
 
 AS_OF = date(2025, 9, 16)
 SCHOOL_DAYS = [date(2025, 9, 1) + timedelta(days=n) for n in range(18)

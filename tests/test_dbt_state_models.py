@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import date
 
 import psycopg
@@ -22,8 +21,8 @@ from orchestration.districts.registry import District, DistrictSource, RegistryE
 from orchestration.landing.load import load_districts
 from orchestration.warehouse import database
 from orchestration.warehouse.setup import ensure_warehouse
-from tests.conftest import state_database, unique_name
-from tests.district_samples import create_district_database
+from tests.support.districts import create_district_database
+from tests.support.warehouse import Warehouse, new_warehouse, unique_name
 
 MakeDistrict = Callable[..., District]
 STATE_TABLES = ("district", *(spec.name for spec in TABLES))
@@ -58,21 +57,6 @@ def test_dbt_args_refuses_bad_codes_and_a_missing_subcommand() -> None:
 
 # --- the warehouse -------------------------------------------------------------------------------------
 
-@dataclass
-class Warehouse:
-    database: str
-    districts: dict[str, District]
-
-    def load(self, *codes: str) -> None:
-        results = load_districts([self.districts[code] for code in codes])
-        assert all(result.ok for result in results), [result.error for result in results]
-
-    def district_db(self, code: str) -> psycopg.Connection:
-        name = self.districts[code].source.database
-        assert name is not None
-        return database.connect(name, autocommit=True)
-
-
 def build(*args: str, districts: list[str] | None = None, full_refresh: bool = False) -> dbt_runner.DbtRunResult:
     result = dbt_runner.run_dbt(list(args) or ["build"], districts=districts, full_refresh=full_refresh,
                                 as_of_date=date(2026, 9, 2))
@@ -84,12 +68,11 @@ def build(*args: str, districts: list[str] | None = None, full_refresh: bool = F
 def warehouse() -> Iterator[Warehouse]:
     sources: dict[str, District] = {}
     try:
-        with state_database("test_dbt_state") as name:
+        with new_warehouse("test_dbt_state", districts=sources) as warehouse:
             for code in CODES:
                 source = unique_name(f"district_{code.lower()}")
                 sources[code] = District(code, f"District {code}", DistrictSource("database", database=source))
                 create_district_database(source, rows=code != "D03")
-            warehouse = Warehouse(name, sources)
             warehouse.load(*CODES)
             yield warehouse
     finally:

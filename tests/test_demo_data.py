@@ -15,7 +15,7 @@ from orchestration.demo.data import BIE_SIZE, DemoSize, DemoSummary, demo_regist
 from orchestration.districts.contract import TABLES
 from orchestration.districts.registry import District, DistrictSource
 from orchestration.warehouse import database
-from tests.district_samples import query, scalar
+from tests.support.districts import query, scalar
 
 TODAY = dt.date(2026, 11, 28)  # a Saturday, the Thanksgiving weekend
 SIZE = DemoSize(districts=2, schools_per_district=4, students_per_district=500, today=TODAY, seed=7)

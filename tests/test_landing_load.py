@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from orchestration.landing.load import (
 from orchestration.warehouse import database
 from orchestration.warehouse.writer_lock import district_lock_name, lock_row
 from tests.conftest import district_conn, landing_checksums
+from tests.support.districts import export_csv
 
 MakeDistrict = Callable[..., District]
 
@@ -205,18 +205,6 @@ def test_one_failing_district_does_not_stop_the_others(
     with database.connect() as conn:
         loaded = conn.execute("select district_code, count(*) from landing.attendance group by 1 order by 1").fetchall()
     assert loaded == [("D01", 4), ("D03", 4)]
-
-
-def export_csv(district: District, folder: Path) -> None:
-    folder.mkdir()
-    with district_conn(district) as source:
-        for spec in TABLES:
-            with open(folder / f"{spec.name}.csv", "w", newline="") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(spec.column_names)
-                columns = ", ".join(spec.column_names)
-                for row in source.execute(f"select {columns} from {spec.name} order by 1").fetchall():
-                    writer.writerow(["" if v is None else str(v).lower() if isinstance(v, bool) else v for v in row])
 
 
 def data_rows(conn: psycopg.Connection, code: str) -> list[tuple]:

@@ -16,7 +16,7 @@ from orchestration.demo.data import DemoDataError, DemoSize, demo_registry, gene
 from orchestration.demo.simulate import SimulationResult, run_simulation, simulate_days
 from orchestration.districts.registry import District, DistrictSource
 from orchestration.warehouse import database
-from tests.district_samples import query, scalar
+from tests.support.districts import query, scalar
 
 TODAY = dt.date(2026, 12, 4)  # a Friday
 SIZE = DemoSize(districts=2, schools_per_district=3, students_per_district=300, today=TODAY, seed=11)

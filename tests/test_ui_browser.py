@@ -21,7 +21,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from orchestration.dagster_defs.dbt_assets import AGGREGATION_MODEL, model_nodes
 from orchestration.settings import PROJECT_ROOT
-from tests.test_dagster_assets import (
+from tests.support.dagster_env import (
     CODES,
     DagsterEnv,
     built_at,
