@@ -1,7 +1,7 @@
 -- Reference for state.att_day_aggregation (DOMAIN.md, "Aggregated attendance"): one hand-written
 -- statement computing the full result for every district straight from the state tables; the yardstick
 -- of the benchmark. It returns exactly the rows of the dbt model built with the same as-of date
--- (tests/test_att_day_aggregation.py checks this).
+-- (tests/dbt/test_att_day_aggregation.py checks this).
 --
 -- Parameter: %(as_of_date)s, a date (psycopg style). Time it as
 --     set enable_nestloop = off; set enable_mergejoin = off;

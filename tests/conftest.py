@@ -53,6 +53,3 @@ def make_district() -> Iterator[Callable[..., District]]:
     for name in created:
         database.drop_database(name)
 
-
-# Re-exported until move_tests.py has rewritten every `from tests.conftest import ...` to tests.support.
-from tests.support.warehouse import district_conn, landing_checksums, state_database  # noqa: E402, F401

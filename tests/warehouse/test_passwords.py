@@ -23,7 +23,7 @@ from orchestration.landing.load import load_districts
 from orchestration.warehouse import database, embedded_postgres
 from orchestration.warehouse import rights as tool_rights
 from orchestration.warehouse.logins import create_login
-from tests.conftest import unique_name
+from tests.support.warehouse import unique_name
 
 # Everything that used to break a password pasted into a URL or a conninfo string.
 AWKWARD_PASSWORD = "p&port=54399 it's a \\ =sécret ünï 密"

@@ -16,7 +16,7 @@ from urllib.parse import unquote
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DBT_PROJECT = ROOT / "dbt_project"
 
 # [text](target) and ![alt](target), with an optional "title"; reference definitions `[id]: target`.

@@ -20,8 +20,8 @@ from orchestration.landing.load import (
 )
 from orchestration.warehouse import database
 from orchestration.warehouse.writer_lock import district_lock_name, lock_row
-from tests.conftest import district_conn, landing_checksums
 from tests.support.districts import export_csv
+from tests.support.warehouse import district_conn, landing_checksums
 
 MakeDistrict = Callable[..., District]
 

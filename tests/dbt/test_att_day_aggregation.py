@@ -3,7 +3,7 @@ rule, hand-computed rows, in models/state/att_day_aggregation.yml), the referenc
 benchmark against the model, the data tests, the partitioned layout and what a run records, the
 Attendance Aggregation Refresh of selected districts, and atomicity of a failing run.
 
-Incremental runs against full recomputes: tests/test_incremental_equals_full.py.
+Incremental runs against full recomputes: tests/dbt/test_incremental_equals_full.py.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from orchestration.districts.registry import District, DistrictSource, write_reg
 from orchestration.monitoring.sync_status import format_table, sync_status_rows
 from orchestration.settings import registry_path
 from orchestration.warehouse import database
-from tests.conftest import landing_checksums
+from tests.support.warehouse import landing_checksums
 
 MakeDistrict = Callable[..., District]
 AS_OF = date(2026, 9, 2)

@@ -38,6 +38,8 @@ from orchestration.warehouse import database, embedded_postgres
 from tests.support import faults
 from tests.support.faults import Checksums, Key
 
+pytestmark = pytest.mark.slow
+
 # The default seed puts some of the default rounds' kills late in their runs, where the commands write
 # (loads at 5, 32, 74 and 90% of a complete load, builds at 27 and 93%, the server at 71 and 85%).
 SEED = int(os.environ.get("ATTENDANCE_FAULT_SEED", "171"))

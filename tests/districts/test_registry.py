@@ -77,7 +77,7 @@ def test_selection_refuses_unknown_codes(tmp_path: Path) -> None:
 
 
 def test_the_committed_registry_is_valid() -> None:
-    assert [d.code for d in load_registry(Path(__file__).resolve().parent.parent / "districts.yml")] == [
+    assert [d.code for d in load_registry(Path(__file__).resolve().parents[2] / "districts.yml")] == [
         "D01", "D02", "D03", "D04"]
 
 

@@ -12,7 +12,7 @@ from orchestration.districts.registry import District
 from orchestration.landing.load import load_districts
 from orchestration.warehouse import database
 from orchestration.warehouse import rights as tool_rights
-from tests.conftest import landing_checksums, unique_name
+from tests.support.warehouse import landing_checksums, unique_name
 
 ANALYST_PASSWORD = "analyst password"
 

@@ -20,8 +20,8 @@ from orchestration.districts.registry import District, DistrictSource, RegistryE
 from orchestration.districts.sources import DatabaseSource
 from orchestration.landing.load import load_districts
 from orchestration.warehouse import database
-from tests.conftest import district_conn, landing_checksums
-from tests.test_landing_load import export_csv
+from tests.support.districts import export_csv
+from tests.support.warehouse import district_conn, landing_checksums
 
 MakeDistrict = Callable[..., District]
 EXTRA_ATTENDANCE = 30  # with the sample's 4: 34 live rows, above the guard's floor of 20

@@ -23,8 +23,8 @@ from orchestration.districts.registry import District, DistrictSource, write_reg
 from orchestration.landing.load import load_districts
 from orchestration.warehouse import database
 from orchestration.warehouse import rights as tool_rights
-from tests.conftest import landing_checksums, state_database, unique_name
-from tests.district_samples import create_district_database
+from tests.support.districts import create_district_database
+from tests.support.warehouse import landing_checksums, state_database, unique_name
 
 AS_OF = date(2026, 9, 2)
 PASSWORD = "district pass&port=1"  # characters that must not leak into a connection string

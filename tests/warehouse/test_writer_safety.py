@@ -32,8 +32,8 @@ from orchestration.warehouse import database
 from orchestration.warehouse import rights as tool_rights
 from orchestration.warehouse.writer_lock import state_writer_lock
 from orchestration.warehouse.writer_sessions import LOCK_TIMEOUT_VARIABLE, WRITING_APPLICATION
-from tests.conftest import state_database, unique_name
-from tests.district_samples import create_district_database
+from tests.support.districts import create_district_database
+from tests.support.warehouse import state_database, unique_name
 
 AS_OF = date(2026, 9, 2)
 CLI = str(Path(sys.executable).parent / "attendance-sync")
@@ -338,7 +338,7 @@ def test_the_dagster_dbt_step_fails_after_the_lock_timeout_naming_the_reader(
 def test_a_stopped_load_rolls_back_exits_cleanly_and_frees_the_lock(
         state_db: str, make_district: Callable[..., District], tmp_path: Path) -> None:
     """SIGTERM to `attendance-sync load` while it writes: exit 143 with one message, landing as before."""
-    from tests.conftest import district_conn, landing_checksums
+    from tests.support.warehouse import district_conn, landing_checksums
 
     district = make_district("D01")
     registry = Path(os.environ["ATTENDANCE_REGISTRY"])

@@ -1,0 +1,1 @@
+"""The Dagster UI driven in a real browser."""

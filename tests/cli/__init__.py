@@ -1,0 +1,1 @@
+"""The `attendance-sync` command line: its messages and exit statuses."""

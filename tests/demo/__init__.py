@@ -1,0 +1,1 @@
+"""The demo: generated district databases and simulated school days."""

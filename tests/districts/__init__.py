@@ -1,0 +1,1 @@
+"""Districts: the registry and the identity of district codes."""

@@ -1,0 +1,1 @@
+"""Fault injection: loads, builds and the server killed at random moments."""

@@ -1,0 +1,1 @@
+"""The repository itself: documentation links, Makefile targets, the package layout."""

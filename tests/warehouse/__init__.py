@@ -1,0 +1,1 @@
+"""The warehouse: the embedded server, logins, passwords and rights, the writer lock."""
