@@ -98,7 +98,8 @@
 
 
 {% macro create_model_build_table() -%}
-    {#- A district-level writer may not create tables; a state-level build made this one (orchestration/warehouse/rights.py). -#}
+    {#- A district-level writer may not create tables; a state-level build made this one
+        (orchestration/warehouse/rights.py). -#}
     {%- if target.get('role') == 'attendance_district_write' -%}
         {{- return('select 1') -}}
     {%- endif -%}
