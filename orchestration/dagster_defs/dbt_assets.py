@@ -41,7 +41,7 @@ from psycopg import sql
 from orchestration.child_processes import stop_process
 from orchestration.dagster_defs.project import dbt_project, manifest
 from orchestration.dagster_defs.resources import AttendanceDbtCliResource
-from orchestration.dbt.runner import NodeResult, lock_timeout_holders, state_time_zone
+from orchestration.dbt.runner import NodeResult, as_of_date_of, lock_timeout_holders, vars_argument
 from orchestration.districts.admin import sync_registry_file
 from orchestration.warehouse import database
 from orchestration.warehouse.writer_lock import state_writer_lock
@@ -102,13 +102,8 @@ def dbt_build_args(*, select: Sequence[str] | None = None, districts: Sequence[s
     if select:
         args += ["--select", " ".join(select)]
     args += district_writer_dbt_args(args)
-    # The state's time zone always goes along: it decides the default as-of date (yesterday there).
-    dbt_vars: dict[str, Any] = {"state_time_zone": state_time_zone()}
-    if districts is not None:
-        dbt_vars["districts"] = sorted(districts)
-    if as_of_date:
-        dbt_vars["as_of_date"] = as_of_date
-    args += ["--vars", json.dumps(dbt_vars)]
+    # The CLI's runner's vars: codes canonical, the state's time zone, the as-of date checked.
+    args += vars_argument(districts, as_of_date_of(as_of_date))
     if full_refresh:
         args.append("--full-refresh")
     return args

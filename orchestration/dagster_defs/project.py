@@ -15,12 +15,12 @@ import functools
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from dagster_dbt import DbtProject
 
+from orchestration.dbt.runner import dbt_executable
 from orchestration.settings import DBT_PROFILES_DIR, DBT_PROJECT_DIR
 
 # Files whose change changes the manifest.
@@ -46,19 +46,6 @@ def manifest_is_stale(project: DbtProject | None = None) -> bool:
     project = project or dbt_project()
     manifest = project.manifest_path
     return not manifest.exists() or manifest.stat().st_mtime < _newest_source_mtime(project.project_dir)
-
-
-def dbt_executable() -> str:
-    """The dbt of this Python environment (the venv's bin folder need not be on PATH).
-
-    `attendance-dbt` (orchestration/dbt/child.py) is dbt that dies with the Dagster step that started it;
-    plain dbt only in an environment installed before that entry point existed.
-    """
-    for name in ("attendance-dbt", "dbt"):
-        beside = Path(sys.executable).parent / name
-        if beside.exists():
-            return str(beside)
-    return "dbt"
 
 
 def ensure_manifest() -> Path:

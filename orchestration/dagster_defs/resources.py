@@ -19,9 +19,8 @@ from typing import Any
 from dagster_dbt import DbtCliInvocation, DbtCliResource
 from packaging import version
 
-from orchestration.child_processes import PARENT_PID_VARIABLE
-from orchestration.dagster_defs.project import dbt_executable, dbt_project
-from orchestration.warehouse import database, writer_sessions
+from orchestration.dagster_defs.project import dbt_project
+from orchestration.dbt.runner import dbt_executable, dbt_process_variables
 
 _environment_lock = threading.Lock()
 
@@ -29,15 +28,11 @@ _environment_lock = threading.Lock()
 @contextlib.contextmanager
 def dbt_connection_environment() -> Iterator[dict[str, str]]:
     """Temporarily export the PG* settings of the state database (and start the embedded server)."""
-    settings = database.ensure_server()
-    variables = {**settings.pg_environment(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    variables = {**dbt_process_variables(),
                  # A test runs only when every model it reads is selected: a relationship test of a
                  # report must not run (and fail) in a build of the state models alone. dagster-dbt
                  # still overrides this when it selects individual asset checks.
-                 "DBT_INDIRECT_SELECTION": os.environ.get("DBT_INDIRECT_SELECTION", "cautious"),
-                 # Lock timeout, dead-client checks and the writer mark of dbt's sessions; the parent pid
-                 # that attendance-dbt checks before it asks to die with this process.
-                 **writer_sessions.dbt_session_environment(), PARENT_PID_VARIABLE: str(os.getpid())}
+                 "DBT_INDIRECT_SELECTION": os.environ.get("DBT_INDIRECT_SELECTION", "cautious")}
     with _environment_lock:
         saved = {name: os.environ.get(name) for name in variables}
         os.environ.update(variables)

@@ -17,19 +17,22 @@ import os
 import sys
 import tempfile
 import zoneinfo
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from orchestration import settings
-from orchestration.child_processes import run_child
+from orchestration.child_processes import PARENT_PID_VARIABLE, run_child
 from orchestration.districts.registry import canonical_code
 from orchestration.warehouse import database, writer_sessions
 
 # The dbt of this interpreter, whether or not its bin folder is on PATH, through the wrapper that makes
-# it die with this process (orchestration/dbt/child.py).
+# it die with this process (orchestration/dbt/child.py). dagster-dbt takes a path instead: the same code
+# as the `attendance-dbt` entry point (dbt_executable).
 DBT_COMMAND = (sys.executable, "-c", "from orchestration.dbt.child import main; main()")
+DBT_ENTRY_POINT = "attendance-dbt"
 # Node statuses in run_results.json that make a run fail (warnings do not).
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 # The state's time zone decides which day is "yesterday", the default as-of date (dbt var state_time_zone).
@@ -128,13 +131,23 @@ def state_time_zone() -> str:
     return name
 
 
-def dbt_vars(districts: list[str] | None = None, as_of_date: date | None = None) -> dict[str, object]:
-    """The `--vars` of a run: the district selection (None or empty = every district), the as-of date
-    (None: dbt's default, the last complete day: yesterday in the state's time zone, see
-    macros/as_of_date.sql) and that time zone."""
+def dbt_executable() -> str:
+    """DBT_COMMAND as one path, for dagster-dbt: `attendance-dbt` of this environment (its bin folder need
+    not be on PATH); plain dbt only in an environment installed before that entry point existed."""
+    for name in (DBT_ENTRY_POINT, "dbt"):
+        beside = Path(sys.executable).parent / name
+        if beside.exists():
+            return str(beside)
+    return "dbt"
+
+
+def dbt_vars(districts: Sequence[str] | None = None, as_of_date: date | None = None) -> dict[str, object]:
+    """The `--vars` of a run: the district selection (canonical and sorted; None or empty = every
+    district), the as-of date (None: dbt's default, the last complete day: yesterday in the state's time
+    zone, see macros/as_of_date.sql) and that time zone."""
     values: dict[str, object] = {"state_time_zone": state_time_zone()}
     if districts:
-        values["districts"] = list(dict.fromkeys(canonical_code(code) for code in districts))
+        values["districts"] = sorted({canonical_code(code) for code in districts})
     if as_of_date is not None:
         values["as_of_date"] = as_of_date.isoformat()
     return values
@@ -157,10 +170,25 @@ def dbt_args(args: list[str], *, districts: list[str] | None = None, as_of_date:
         command += ["--log-path", str(log_path)]
     if selection_of(args):
         command += NO_MATCH_IS_AN_ERROR
-    command += ["--vars", json.dumps(dbt_vars(districts, as_of_date), sort_keys=True)]
+    command += vars_argument(districts, as_of_date)
     if full_refresh:
         command.append("--full-refresh")
     return command
+
+
+def vars_argument(districts: Sequence[str] | None = None, as_of_date: date | None = None) -> list[str]:
+    """`--vars` with dbt_vars: the one place every dbt run (CLI, Dagster, tests) gets its vars from."""
+    return ["--vars", json.dumps(dbt_vars(districts, as_of_date), sort_keys=True)]
+
+
+def as_of_date_of(text: str | None) -> date | None:
+    """An as-of date given as text (Dagster run config), refused clearly when it is not an ISO date."""
+    if text is None or not text.strip():
+        return None
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"as_of_date {text!r} is not an ISO date (YYYY-MM-DD)") from None
 
 
 def selection_of(args: list[str]) -> str | None:
@@ -193,14 +221,23 @@ def selection_error(args: list[str], stdout: str, returncode: int, nodes: list[N
     return None
 
 
-def dbt_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """This process's environment plus the PG* settings of the state database (starting it if embedded)."""
+def dbt_process_variables(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What every dbt process of the project gets on top of `base` (default: this process's environment):
+    the PG* settings of the state database (starting it if embedded), no usage statistics, the writer
+    sessions' lock timeout, dead-client check and mark, and this process's pid, which attendance-dbt checks
+    before it asks to die with this process."""
     connection = database.ensure_server()
+    base = os.environ if base is None else base
+    pg = connection.pg_environment()
+    return {**pg, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            **writer_sessions.dbt_session_environment({**base, **pg}), PARENT_PID_VARIABLE: str(os.getpid())}
+
+
+def dbt_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment plus dbt_process_variables, for a dbt subprocess."""
     env = dict(os.environ)
-    env.update(connection.pg_environment())
-    env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
     env.setdefault("DBT_USE_COLORS", "false")
-    env.update(writer_sessions.dbt_session_environment(env))
+    env.update(dbt_process_variables(env))
     env.update(extra or {})
     return env
 

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ from dagster import AssetKey, DagsterEventType, DagsterInstance, build_schedule_
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from orchestration.dagster_defs.dbt_assets import AGGREGATION_MODEL, dbt_build_args, model_nodes
-from orchestration.districts.registry import District
+from orchestration.dbt import runner as dbt_runner
+from orchestration.districts.registry import District, RegistryError
 from tests.support.dagster_env import (
     CODES,
     DagsterEnv,
@@ -38,11 +40,17 @@ def dagster_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterEnv
 def test_dbt_build_args(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ATTENDANCE_TIMEZONE", raising=False)
     assert dbt_build_args() == ["build", "--vars", json.dumps({"state_time_zone": "America/Denver"})]
-    assert dbt_build_args(select=["+attendance"], districts=["D03", "D01"], as_of_date="2026-09-02",
-                          full_refresh=True) == [
-        "build", "--select", "+attendance", "--vars", json.dumps({"state_time_zone": "America/Denver",
-                                                                  "districts": ["D01", "D03"],
-                                                                  "as_of_date": "2026-09-02"}), "--full-refresh"]
+    args = dbt_build_args(select=["+attendance"], districts=["D03", "d01"], as_of_date="2026-09-02",
+                          full_refresh=True)
+    assert args[:3] == ["build", "--select", "+attendance"] and args[3] == "--vars" and args[5:] == ["--full-refresh"]
+    # The CLI runner's vars: codes in their one canonical form, sorted; the as-of date checked.
+    assert json.loads(args[4]) == {"state_time_zone": "America/Denver", "districts": ["D01", "D03"],
+                                   "as_of_date": "2026-09-02"}
+    assert args[4] == dbt_runner.vars_argument(["D01", "D03"], date(2026, 9, 2))[1]
+    with pytest.raises(ValueError, match="not an ISO date"):
+        dbt_build_args(as_of_date="09/02/2026")
+    with pytest.raises(RegistryError, match="not a valid district code"):
+        dbt_build_args(districts=["D01'; drop table x"])
 
 
 def test_schedules_request_one_run_over_every_district(dagster_env: DagsterEnv) -> None:
