@@ -373,7 +373,7 @@ def load_district(district: District, *, conn: psycopg.Connection | None = None,
             conn.close()
 
 
-def prepare_warehouse(districts: list[District] | None = None) -> None:
+def prepare_warehouse() -> None:
     """Create what is missing, refusing up front a user without the Write right."""
     with database.connect() as conn:
         with conn.transaction():
@@ -426,7 +426,7 @@ def load_districts(districts: list[District], *, allow_mass_delete: str | None =
     """
     global_max_share(), min_rows()  # a malformed guard setting is refused before anything is written
     try:
-        prepare_warehouse(districts)
+        prepare_warehouse()
         conn: psycopg.Connection | None = _connect_state()
     except psycopg.OperationalError as error:
         raise StateDatabaseUnavailable(f"cannot reach the state database: {_reason(error)}") from None

@@ -165,7 +165,7 @@ def test_bad_input_is_named_and_leaves_landing_untouched(
 
 def test_unreachable_district_database_is_reported(state_db: str) -> None:
     district = District("D09", "Nowhere", DistrictSource("url", url="postgresql://nobody@127.0.0.1:1/sis"))
-    prepare_warehouse([district])
+    prepare_warehouse()
     with pytest.raises(DistrictLoadError, match=r"district D09: cannot reach the district database"):
         load_district(district)
 
