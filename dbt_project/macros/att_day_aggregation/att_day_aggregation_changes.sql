@@ -1,11 +1,44 @@
 {#-
-    att_day_aggregation_changes(windows, codes): the changed areas of the incremental districts
-    (pg_temp.att_day_aggregation__changed_<area>), from the landing rows a load in each district's window
-    changed and from the previous images of the rows it updated (landing.superseded_row). See
-    att_day_aggregation_build_scope for what each area means.
+    The changed areas of an incremental run (see att_day_aggregation_build_scope for what each means).
+
+    att_day_aggregation_changed_areas() -> the one list of areas: name, the landing tables whose changed rows
+        place a key in it, the key columns, the tables whose updated rows may move to another key (their
+        previous images in landing.superseded_row count too), and what the area holds. Each area becomes
+        the temp table pg_temp.att_day_aggregation__changed_<area>, in this order (a later area may read
+        an earlier one).
+    att_day_aggregation_changes(windows, codes) -> creates those tables for the incremental districts
+    att_day_aggregation_landing_changes(table, columns, windows) -> the rows of landing.<table> a load in
+        each district's window changed
 -#}
 
+{% macro att_day_aggregation_changed_areas() -%}
+    {{- return([
+        {'area': 'days', 'tables': ['attendance'], 'columns': ['person_id', 'calendar_id', 'date'],
+         'previous': ['attendance'],
+         'what': 'Attendance rows changed in the window: their student-day now and before.'},
+        {'area': 'excuses', 'tables': ['attendance_excuse'], 'columns': ['excuse_id'], 'previous': [],
+         'what': 'Excuse codes changed in the window (the key of a code never changes).'},
+        {'area': 'students', 'tables': ['enrollment'], 'columns': ['person_id', 'calendar_id'],
+         'previous': ['enrollment'],
+         'what': "Enrollments changed in the window: their student's calendar now and before."},
+        {'area': 'schedules', 'tables': ['period', 'period_schedule'], 'columns': ['period_schedule_id'],
+         'previous': ['period'],
+         'what': 'Periods and period schedules changed in the window: their schedules, now and before.'},
+        {'area': 'calendars', 'tables': ['calendar'], 'columns': ['calendar_id'], 'previous': [],
+         'what': 'Calendars changed in the window (thresholds): whole calendars.'},
+        {'area': 'dates', 'tables': ['day'], 'columns': ['calendar_id', 'date'], 'previous': ['day'],
+         'what': 'Days changed in the window, now and before, and every day on a changed period schedule:'
+                 ' those calendar dates, for every student.'},
+    ]) -}}
+{%- endmacro %}
+
+
 {% macro att_day_aggregation_changes(windows, codes) -%}
+    {%- set areas = att_day_aggregation_changed_areas() -%}
+    {%- set tables = [] -%}
+    {%- for area in areas -%}
+        {%- do tables.extend(area.tables) -%}
+    {%- endfor -%}
     {%- call statement('att_day_aggregation_changes') -%}
         drop table if exists pg_temp.att_day_aggregation__superseded;
         create temporary table att_day_aggregation__superseded on commit drop as
@@ -16,98 +49,18 @@
             and superseded.batch_id > window_.low_batch_id
             and superseded.batch_id <= window_.high_batch_id
         where superseded.table_name in (
-            'attendance', 'attendance_excuse', 'enrollment', 'calendar', 'day', 'period', 'period_schedule'
+            {% for table in tables %}'{{ table }}'{{ ', ' if not loop.last }}{% endfor %}
         );
+        {%- for area in areas %}
 
-        -- Attendance rows changed in the window: their student-day now and before.
-        drop table if exists pg_temp.att_day_aggregation__changed_days;
-        create temporary table att_day_aggregation__changed_days on commit drop as
-        select attendance.district_code, attendance.person_id, attendance.calendar_id, attendance.date
-        from (
-            {{- att_day_aggregation_landing_changes('attendance', 'person_id, calendar_id, date', windows) | indent(4) }}
-        ) as attendance
-        union all
-        select
-            district_code,
-            (old_row ->> 'person_id')::integer,
-            (old_row ->> 'calendar_id')::integer,
-            (old_row ->> 'date')::date
-        from pg_temp.att_day_aggregation__superseded
-        where table_name = 'attendance';
-
-        -- Excuse codes changed in the window (the key of a code never changes).
-        drop table if exists pg_temp.att_day_aggregation__changed_excuses;
-        create temporary table att_day_aggregation__changed_excuses on commit drop as
-        select excuse.district_code, excuse.excuse_id
-        from (
-            {{- att_day_aggregation_landing_changes('attendance_excuse', 'excuse_id', windows) | indent(4) }}
-        ) as excuse;
-
-        -- Enrollments changed in the window: their student's calendar now and before.
-        drop table if exists pg_temp.att_day_aggregation__changed_students;
-        create temporary table att_day_aggregation__changed_students on commit drop as
-        select enrollment.district_code, enrollment.person_id, enrollment.calendar_id
-        from (
-            {{- att_day_aggregation_landing_changes('enrollment', 'person_id, calendar_id', windows) | indent(4) }}
-        ) as enrollment
-        union
-        select
-            district_code,
-            (old_row ->> 'person_id')::integer,
-            (old_row ->> 'calendar_id')::integer
-        from pg_temp.att_day_aggregation__superseded
-        where table_name = 'enrollment';
-
-        -- Periods and period schedules changed in the window: their schedules, now and before.
-        drop table if exists pg_temp.att_day_aggregation__changed_schedules;
-        create temporary table att_day_aggregation__changed_schedules on commit drop as
-        select period.district_code, period.period_schedule_id
-        from (
-            {{- att_day_aggregation_landing_changes('period', 'period_schedule_id', windows) | indent(4) }}
-        ) as period
-        union
-        select district_code, (old_row ->> 'period_schedule_id')::integer
-        from pg_temp.att_day_aggregation__superseded
-        where table_name = 'period'
-        union
-        select schedule.district_code, schedule.period_schedule_id
-        from (
-            {{- att_day_aggregation_landing_changes('period_schedule', 'period_schedule_id', windows) | indent(4) }}
-        ) as schedule;
-
-        -- Calendars changed in the window (thresholds): whole calendars.
-        drop table if exists pg_temp.att_day_aggregation__changed_calendars;
-        create temporary table att_day_aggregation__changed_calendars on commit drop as
-        select calendar.district_code, calendar.calendar_id
-        from (
-            {{- att_day_aggregation_landing_changes('calendar', 'calendar_id', windows) | indent(4) }}
-        ) as calendar;
-
-        -- Days changed in the window, now and before, and every day on a changed period schedule: those
-        -- calendar dates, for every student.
-        drop table if exists pg_temp.att_day_aggregation__changed_dates;
-        create temporary table att_day_aggregation__changed_dates on commit drop as
-        select day.district_code, day.calendar_id, day.date
-        from (
-            {{- att_day_aggregation_landing_changes('day', 'calendar_id, date', windows) | indent(4) }}
-        ) as day
-        union
-        select district_code, (old_row ->> 'calendar_id')::integer, (old_row ->> 'date')::date
-        from pg_temp.att_day_aggregation__superseded
-        where table_name = 'day'
-        union
-        select day.district_code, day.calendar_id, day.date
-        from {{ ref('day') }} as day
-        where day.{{ district_filter('district_code', codes) }}
-            and (day.district_code, day.period_schedule_id) in (
-                select district_code, period_schedule_id from pg_temp.att_day_aggregation__changed_schedules
-            );
-
-        analyze pg_temp.att_day_aggregation__changed_days;
-        analyze pg_temp.att_day_aggregation__changed_excuses;
-        analyze pg_temp.att_day_aggregation__changed_students;
-        analyze pg_temp.att_day_aggregation__changed_calendars;
-        analyze pg_temp.att_day_aggregation__changed_dates;
+        -- {{ area.what }}
+        drop table if exists pg_temp.att_day_aggregation__changed_{{ area.area }};
+        create temporary table att_day_aggregation__changed_{{ area.area }} on commit drop as
+        {{- att_day_aggregation_changed_area(area, windows, codes) }};
+        {%- endfor %}
+        {% for area in areas %}
+        analyze pg_temp.att_day_aggregation__changed_{{ area.area }};
+        {%- endfor %}
     {%- endcall -%}
 
     {%- if run_query('select 1 from pg_temp.att_day_aggregation__changed_excuses limit 1').rows | length > 0 -%}
@@ -123,6 +76,43 @@
             analyze pg_temp.att_day_aggregation__changed_days;
         {%- endcall -%}
     {%- endif -%}
+{%- endmacro %}
+
+
+{#- The select of one changed area: its tables' changed landing rows, plus the previous images of those
+    whose rows may move. The days area enters the scope as keys, deduplicated there, so its rows are not
+    deduplicated here; the other areas are joined, so theirs are. The dates area also takes every day on
+    a changed schedule (the schedules area comes before it). -#}
+{% macro att_day_aggregation_changed_area(area, windows, codes) -%}
+    {%- set separator = 'union all' if area.area == 'days' else 'union' -%}
+    {%- for table in area.tables %}
+        {%- if not loop.first %}
+        {{ separator }}
+        {%- endif %}
+        select {% for column in ['district_code'] + area.columns %}{{ table }}.{{ column }}{{ ', ' if not loop.last }}{% endfor %}
+        from (
+            {{- att_day_aggregation_landing_changes(table, area.columns | join(', '), windows) | indent(4) }}
+        ) as {{ table }}
+        {%- if table in area.previous %}
+        {{ separator }}
+        select
+            district_code,
+            {%- for column in area.columns %}
+            (old_row ->> '{{ column }}')::{{ 'date' if column == 'date' else 'integer' }}{{ ',' if not loop.last }}
+            {%- endfor %}
+        from pg_temp.att_day_aggregation__superseded
+        where table_name = '{{ table }}'
+        {%- endif %}
+    {%- endfor %}
+    {%- if area.area == 'dates' %}
+        union
+        select day.district_code, day.calendar_id, day.date
+        from {{ ref('day') }} as day
+        where day.{{ district_filter('district_code', codes) }}
+            and (day.district_code, day.period_schedule_id) in (
+                select district_code, period_schedule_id from pg_temp.att_day_aggregation__changed_schedules
+            )
+    {%- endif %}
 {%- endmacro %}
 
 

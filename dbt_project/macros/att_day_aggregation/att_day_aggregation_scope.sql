@@ -19,13 +19,15 @@
 {% macro att_day_aggregation_build_scope(target_relation, windows, as_of) -%}
     {%- set codes = windows | map(attribute='district_code') | list -%}
     {%- set backward = windows | selectattr('previous_as_of', 'gt', as_of) | list -%}
-    {#- Changed areas (pg_temp.att_day_aggregation__changed_<area>) and the columns that place a
-        student-day in one: each contributes its existing rows (to delete) and its enrolled days. -#}
-    {%- set areas = [
-        ('students', ['calendar_id', 'person_id']),
-        ('calendars', ['calendar_id']),
-        ('dates', ['calendar_id', 'date']),
-    ] -%}
+    {#- The changed areas keyed by part of a student-day (students, calendars, dates): each contributes its
+        existing rows (to delete) and its enrolled days. (The days area holds whole keys; the others only
+        feed areas derived from them.) -#}
+    {%- set student_day = ['person_id', 'calendar_id', 'date'] -%}
+    {%- set areas = [] -%}
+    {%- for area in att_day_aggregation_changed_areas()
+            if area.columns != student_day and area.columns | reject('in', student_day) | list == [] -%}
+        {%- do areas.append(area) -%}
+    {%- endfor -%}
 
     {%- call statement('att_day_aggregation_window') -%}
         drop table if exists pg_temp.att_day_aggregation__window;
@@ -67,14 +69,14 @@
         keys as (
             select district_code, person_id, calendar_id, date
             from pg_temp.att_day_aggregation__changed_days
-            {%- for area, columns in areas %}
+            {%- for area in areas %}
             {%- for rows in ('existing', 'enrolled_days') %}
             union all
             select {{ rows }}.district_code, {{ rows }}.person_id, {{ rows }}.calendar_id, {{ rows }}.date
             from {{ target_relation if rows == 'existing' else 'enrolled_days' }} as {{ rows }}
-            join pg_temp.att_day_aggregation__changed_{{ area }} as changed
+            join pg_temp.att_day_aggregation__changed_{{ area.area }} as changed
                 on changed.district_code = {{ rows }}.district_code
-                {%- for column in columns %}
+                {%- for column in area.columns %}
                 and changed.{{ column }} = {{ rows }}.{{ column }}
                 {%- endfor %}
             {%- endfor %}
