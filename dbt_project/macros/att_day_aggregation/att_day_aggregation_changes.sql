@@ -89,7 +89,7 @@
         {%- if not loop.first %}
         {{ separator }}
         {%- endif %}
-        select {% for column in ['district_code'] + area.columns %}{{ table }}.{{ column }}{{ ', ' if not loop.last }}{% endfor %}
+        select {{ table }}.{{ (['district_code'] + area.columns) | join(', ' ~ table ~ '.') }}
         from (
             {{- att_day_aggregation_landing_changes(table, area.columns | join(', '), windows) | indent(4) }}
         ) as {{ table }}
