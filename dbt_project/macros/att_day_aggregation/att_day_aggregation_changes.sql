@@ -7,6 +7,7 @@
         the temp table pg_temp.att_day_aggregation__changed_<area>, in this order (a later area may read
         an earlier one).
     att_day_aggregation_changes(windows, codes) -> creates those tables for the incremental districts
+    att_day_aggregation_changed_area(area, windows, codes) -> the select of one area
     att_day_aggregation_landing_changes(table, columns, windows) -> the rows of landing.<table> a load in
         each district's window changed
 -#}
