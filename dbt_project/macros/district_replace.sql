@@ -37,6 +37,10 @@
 
     A model with another strategy (att_day_aggregation) may still use the hooks by calling them itself
     with force=true (and as_of_date=as_of_date() for record_model_build).
+
+    Each concern has its file: the strategy here; the pre-hook in landing_horizon.sql; the post-hook in
+    model_build.sql; the state.model_build table (an on-run-start hook) in model_build_table.sql; the
+    role statement in role.sql.
 -#}
 
 {% macro get_incremental_district_replace_sql(arg_dict) -%}
@@ -65,65 +69,4 @@
 {% macro uses_district_replace() -%}
     {{- return(config.get('materialized') == 'incremental'
                and config.get('incremental_strategy') == 'district_replace') -}}
-{%- endmacro %}
-
-
-{% macro capture_landing_horizon(force=false) -%}
-    {%- if force or uses_district_replace() -%}
-    create temporary table landing_horizon on commit drop as
-    select district_code, max(batch_id) as landing_batch_id
-    from landing.load_batch
-    group by district_code
-    {%- endif -%}
-{%- endmacro %}
-
-
-{% macro record_model_build(force=false, as_of_date=none, districts=none) -%}
-    {%- if execute and (force or uses_district_replace()) -%}
-        {%- set codes = selected_districts() if districts is none else districts -%}
-        {%- if codes | length > 0 -%}
-    insert into state.model_build as build (model_name, district_code, landing_batch_id, built_at, as_of_date)
-    select '{{ this.identifier }}', replaced.district_code, horizon.landing_batch_id, clock_timestamp(),
-           {{ as_of_date if as_of_date is not none else 'cast(null as date)' }}
-    from (values {% for code in codes %}('{{ code | replace("'", "''") }}'){{ ', ' if not loop.last }}{% endfor %})
-        as replaced (district_code)
-    left join pg_temp.landing_horizon as horizon on horizon.district_code = replaced.district_code
-    on conflict (model_name, district_code) do update
-    set landing_batch_id = excluded.landing_batch_id,
-        built_at = excluded.built_at,
-        as_of_date = excluded.as_of_date
-        {%- endif -%}
-    {%- endif -%}
-{%- endmacro %}
-
-
-{% macro create_model_build_table() -%}
-    {#- A district-level writer may not create tables; a state-level build made this one
-        (orchestration/warehouse/rights.py). -#}
-    {%- if target.get('role') == 'attendance_district_write' -%}
-        {{- return('select 1') -}}
-    {%- endif -%}
-    {#- on-run-* hooks run after a rollback that undoes the profile's `set role` (dbt-labs/dbt-adapters#1889):
-        take the role again so the table belongs to the write role, and commit explicitly. -#}
-    {{ dbt_role_statement() }}
-    create table if not exists state.model_build (
-        model_name text not null,
-        district_code text not null,
-        landing_batch_id bigint,
-        built_at timestamptz not null,
-        as_of_date date,
-        primary key (model_name, district_code)
-    );
-    comment on table state.model_build is
-        'Per model and district: the landing horizon (max landing.load_batch.batch_id) the last build read, '
-        'when it was built and, for att_day_aggregation, its as-of date. Written by macros/district_replace.sql.';
-    grant select on state.model_build to attendance_read;
-    commit
-{%- endmacro %}
-
-
-{% macro dbt_role_statement() -%}
-    {%- if target.get('role') -%}
-    set local role {{ adapter.quote(target.role) }};
-    {%- endif -%}
 {%- endmacro %}

@@ -2,17 +2,27 @@
 -- Aggregated attendance: one row per student and instructional day (DOMAIN.md, "Aggregated attendance";
 -- the rules are spelled out in att_day_aggregation.yml).
 --
--- Read plainly (dbt compile, unit tests, --full-refresh) this computes every student-day of the selected
--- districts up to the as-of date. The materialization (macros/att_day_aggregation/att_day_incremental.sql)
--- renders it again with options (att_day_aggregation_option):
+-- Read plainly (dbt compile, unit tests) this computes every student-day of the selected districts up to the
+-- as-of date. The materialization (macros/att_day_aggregation/att_day_incremental.sql) renders it again
+-- with options (att_day_aggregation_render / att_day_aggregation_option); every rendering it uses:
+--
+--   rendering (used by)          | districts       | scope | attendance | attendance_days | output
+--   -----------------------------|-----------------|-------|------------|-----------------|----------------
+--   plain (compile, unit tests)  | the selection   | -     | -          | -               | rows
+--   model columns (shape check)  | ['-'] (no rows) | -     | -          | -               | rows
+--   rebuild: stage               | rebuilt ones    | -     | -          | -               | attendance_days
+--   rebuild: rows, per district  | one district    | -     | -          | staged          | rows
+--   update: stage attendance     | updated ones    | temp  | -          | -               | attendance
+--   update: stage days           | updated ones    | temp  | staged     | -               | attendance_days
+--   update: rows                 | updated ones    | temp  | staged     | staged          | rows
+--
 --   districts        the districts to compute (default: the `districts` var, else every district)
 --   scope            a temp table of (district_code, person_id, calendar_id, date): compute only those
---                    student-days (an incremental run)
---   attendance       a temp table already holding the attendance CTE (an incremental run fetches the
---                    scope's rows first, with `output: attendance`)
---   attendance_days  a temp table already holding the attendance_days CTE (it is built first, with
---                    `output: attendance_days`, so the planner knows its size and may sort in parallel)
---   output           'rows' (default), 'attendance' or 'attendance_days'
+--                    student-days, and only the attendance rows on them
+--   attendance       a temp table already holding the attendance CTE
+--   attendance_days  a temp table already holding the attendance_days CTE (built first, so the planner
+--                    knows its size and may sort in parallel)
+--   output           'rows' (the model's rows), or the CTE 'attendance' or 'attendance_days' alone
 -- depends_on: {{ ref('period_schedule') }}
 {%- set districts = att_day_aggregation_option('districts') or selected_districts() %}
 {%- set scope = att_day_aggregation_option('scope') %}
@@ -290,15 +300,7 @@ attended_days as (
         on attendance_days.district_code = school_days.district_code
         and attendance_days.calendar_id = school_days.calendar_id
         and attendance_days.date = school_days.date
-    where
-        exists (
-            select 1
-            from enrollment_spans
-            where enrollment_spans.district_code = attendance_days.district_code
-                and enrollment_spans.person_id = attendance_days.person_id
-                and enrollment_spans.calendar_id = attendance_days.calendar_id
-                and attendance_days.date between enrollment_spans.start_date and enrollment_spans.end_date
-        )
+    where {{ att_day_aggregation_enrolled('attendance_days') }}
 ),
 
 capped_days as (
@@ -356,26 +358,13 @@ attended_rows as (
 -- The student-days to produce: every enrolled school day, or (incremental) those of the scope.
 student_days as (
     {%- if scope %}
-    select
-        scope.district_code,
-        scope.person_id,
-        scope.calendar_id,
-        scope.date,
-        school_days.scheduled_minutes
+    select scope.district_code, scope.person_id, scope.calendar_id, scope.date, school_days.scheduled_minutes
     from scope
-    inner join school_days
-        on scope.district_code = school_days.district_code
-        and scope.calendar_id = school_days.calendar_id
-        and scope.date = school_days.date
-    where
-        exists (
-            select 1
-            from enrollment_spans
-            where enrollment_spans.district_code = scope.district_code
-                and enrollment_spans.person_id = scope.person_id
-                and enrollment_spans.calendar_id = scope.calendar_id
-                and scope.date between enrollment_spans.start_date and enrollment_spans.end_date
-        )
+    join school_days
+        on school_days.district_code = scope.district_code
+        and school_days.calendar_id = scope.calendar_id
+        and school_days.date = scope.date
+    where {{ att_day_aggregation_enrolled('scope') }}
     {%- else %}
     select
         enrollment_spans.district_code,
