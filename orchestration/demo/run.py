@@ -69,6 +69,9 @@ def run_demo(as_of_date: dt.date | None = None) -> int:
     with database.connect() as conn:
         print()
         print(summary_table(conn))
-    print(f"\ndemo resync finished in {time.perf_counter() - started:.0f}s; the state database is "
-          f"{database.connection_settings().url()}")
+    settings = database.connection_settings()
+    print(f"\ndemo resync finished in {time.perf_counter() - started:.0f}s; the state database is {settings.url()}")
+    hint = database.passfile_hint(settings)
+    if hint:  # psql and a plain dbt command find the embedded server's password through it
+        print(f"for psql or dbt by hand: {hint}")
     return 0
