@@ -333,6 +333,10 @@ class Round:
             return
         for text in differences_from_full_refresh(self.database_name):
             self.problem(f"after the next incremental build, {text}")
+        with database.connect(self.database_name) as conn:
+            left = faults.scratch_relations(conn, STATE)
+        if left:
+            self.problem(f"dbt's scratch copies outlived the next build: {', '.join(left)}")
 
 
 def _keys_of(found: Checksums, before: Checksums, unit: str) -> list[Key]:

@@ -154,14 +154,29 @@ def run_time_columns(columns: Mapping[str, str]) -> list[str]:
     return [name for name, kind in columns.items() if kind == "timestamp with time zone" or name == "duration_ms"]
 
 
+# dbt's scratch copies of a table materialization: the old table renamed to <name>__dbt_backup is dropped
+# only after dbt's commit, so a crash in between leaves it behind. They are no state data (the next build
+# of that model drops them, see scratch_relations), so the before/after judgement leaves them out.
+DBT_SCRATCH = r"__dbt_(backup|tmp)$"
+
+
+def scratch_relations(conn: psycopg.Connection, schemas: Iterable[str]) -> list[str]:
+    """dbt's scratch copies left in the schemas."""
+    rows = conn.execute(
+        "select n.nspname || '.' || c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+        "where n.nspname = any(%s) and c.relkind in ('r', 'p', 'v') and c.relname ~ %s order by 1",
+        (list(schemas), DBT_SCRATCH)).fetchall()
+    return [str(row[0]) for row in rows]
+
+
 def table_columns(conn: psycopg.Connection, schemas: Iterable[str]) -> dict[str, dict[str, str]]:
-    """schema.table -> column -> type, for the tables (not partitions) of the schemas."""
+    """schema.table -> column -> type, for the tables (not partitions, not dbt's scratch copies) of the schemas."""
     rows = conn.execute(
         "select n.nspname || '.' || c.relname, a.attname, format_type(a.atttypid, a.atttypmod) "
         "from pg_class c join pg_namespace n on n.oid = c.relnamespace "
         "join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped "
-        "where n.nspname = any(%s) and c.relkind in ('r', 'p') and not c.relispartition "
-        "order by 1, a.attnum", (list(schemas),)).fetchall()
+        "where n.nspname = any(%s) and c.relkind in ('r', 'p') and not c.relispartition and c.relname !~ %s "
+        "order by 1, a.attnum", (list(schemas), DBT_SCRATCH)).fetchall()
     tables: dict[str, dict[str, str]] = {}
     for table, column, kind in rows:
         tables.setdefault(table, {})[column] = kind
