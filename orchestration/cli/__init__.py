@@ -316,8 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. Every failure ends here in one line on stderr and a non-zero exit code
-    (orchestration/cli/errors.py): 2 refused, 1 failed, 130 interrupted."""
-
+    (orchestration/cli/errors.py): 2 refused, 1 failed, 130 interrupted, 128+N stopped by signal N."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.registry:
