@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -190,24 +191,28 @@ def test_sigterm_to_ui_stops_dagster_dev_the_webserver_and_the_daemon(warehouse:
 LOGIN_PASSWORD = "login password"
 
 
-def create_login(name: str) -> None:
+@contextmanager
+def read_login(prefix: str) -> Iterator[str]:
+    """A login (with a password) holding the Read right only, dropped afterwards."""
+    name = unique_name(prefix)
     with database.connect(autocommit=True) as conn:
         conn.execute(sql.SQL("create role {} login password {}").format(sql.Identifier(name),
                                                                         sql.Literal(LOGIN_PASSWORD)))
+    try:
+        tool_rights.grant(name, "read")
+        yield name
+    finally:
+        with database.connect(autocommit=True) as conn:
+            conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))
 
 
 @pytest.fixture
 def reader(state_db: str) -> Iterator[str]:
-    """A login with the Read right only."""
-    name = unique_name("reader")
     with state_writer_lock("test setup", log=lambda _: None):
         pass  # sets up the warehouse, the lock table included
-    create_login(name)
-    tool_rights.grant(name, "read")
-    yield name
-    with database.connect(autocommit=True) as conn:
-        conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))
+    with read_login("reader") as name:
+        yield name
 
 
 def connect_as(user: str, application_name: str = "analyst notebook", autocommit: bool = False) -> psycopg.Connection:
@@ -281,27 +286,19 @@ def test_the_wait_message_names_the_holder(state_db: str) -> None:
 
 def test_a_readers_open_transaction_fails_the_build_after_the_lock_timeout_naming_the_reader(
         warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch) -> None:
-    name = unique_name("analyst")
-    create_login(name)
-    tool_rights.grant(name, "read")
-    try:
-        with connect_as(name, "analyst notebook") as analyst:
-            analyst.execute("select count(*) from reports.school_attendance")  # the transaction stays open
-            monkeypatch.setenv(LOCK_TIMEOUT_VARIABLE, "3")
-            started = time.monotonic()
-            build = dbt_runner.run_dbt(["build", "--select", "school_attendance"], as_of_date=AS_OF, timeout=100)
-            elapsed = time.monotonic() - started
-            assert not build.success
-            message = build.failure_message
-            assert "school_attendance" in message and "lock timeout" in message, message
-            assert f"pid {analyst.info.backend_pid} (user {name}, application 'analyst notebook', " \
-                   "transaction open since 20" in message, message
-            assert "on reports.school_attendance" in message and f"{LOCK_TIMEOUT_VARIABLE}=3" in message, message
-            assert elapsed < 90, f"the build took {elapsed:.0f}s to give up"
-    finally:
-        with database.connect(autocommit=True) as conn:
-            conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(name)))
-            conn.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))
+    with read_login("analyst") as name, connect_as(name, "analyst notebook") as analyst:
+        analyst.execute("select count(*) from reports.school_attendance")  # the transaction stays open
+        monkeypatch.setenv(LOCK_TIMEOUT_VARIABLE, "3")
+        started = time.monotonic()
+        build = dbt_runner.run_dbt(["build", "--select", "school_attendance"], as_of_date=AS_OF, timeout=100)
+        elapsed = time.monotonic() - started
+        assert not build.success
+        message = build.failure_message
+        assert "school_attendance" in message and "lock timeout" in message, message
+        assert f"pid {analyst.info.backend_pid} (user {name}, application 'analyst notebook', " \
+               "transaction open since 20" in message, message
+        assert "on reports.school_attendance" in message and f"{LOCK_TIMEOUT_VARIABLE}=3" in message, message
+        assert elapsed < 90, f"the build took {elapsed:.0f}s to give up"
 
 
 def test_the_dagster_dbt_step_fails_after_the_lock_timeout_naming_the_reader(
@@ -314,25 +311,17 @@ def test_the_dagster_dbt_step_fails_after_the_lock_timeout_naming_the_reader(
     from orchestration.dagster_defs.dbt_assets import dbt_build_args, dbt_build_events
     from orchestration.dagster_defs.resources import dbt_resource
 
-    name = unique_name("analyst")
-    create_login(name)
-    tool_rights.grant(name, "read")
-    try:
-        with connect_as(name, "analyst dashboard") as analyst:
-            analyst.execute("select count(*) from reports.school_attendance")
-            monkeypatch.setenv(LOCK_TIMEOUT_VARIABLE, "3")
-            args = dbt_build_args(select=["school_attendance"], as_of_date=AS_OF.isoformat())
-            with pytest.raises(Failure) as failure:
-                for _ in dbt_build_events(dbt_resource(), args, holder="test step", log=logging.getLogger("test"),
-                                          districts=None, context=None):
-                    pass
-            message = failure.value.description or ""
-            assert f"pid {analyst.info.backend_pid} (user {name}, application 'analyst dashboard', " \
-                   "transaction open since 20" in message, message
-    finally:
-        with database.connect(autocommit=True) as conn:
-            conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(name)))
-            conn.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))
+    with read_login("analyst") as name, connect_as(name, "analyst dashboard") as analyst:
+        analyst.execute("select count(*) from reports.school_attendance")
+        monkeypatch.setenv(LOCK_TIMEOUT_VARIABLE, "3")
+        args = dbt_build_args(select=["school_attendance"], as_of_date=AS_OF.isoformat())
+        with pytest.raises(Failure) as failure:
+            for _ in dbt_build_events(dbt_resource(), args, holder="test step", log=logging.getLogger("test"),
+                                      districts=None, context=None):
+                pass
+        message = failure.value.description or ""
+        assert f"pid {analyst.info.backend_pid} (user {name}, application 'analyst dashboard', " \
+               "transaction open since 20" in message, message
 
 
 def test_a_stopped_load_rolls_back_exits_cleanly_and_frees_the_lock(
