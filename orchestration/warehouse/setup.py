@@ -100,51 +100,39 @@ def _role_exists(conn: psycopg.Connection, role: str) -> bool:
 
 
 def ensure_roles(conn: psycopg.Connection) -> None:
-    """Read may query state and reports; Write runs loads and builds (DOMAIN.md, "Tool rights").
+    """Read may query state and reports; Write runs loads and builds (docs/domain.md, "Tool rights").
 
     Grants only what is missing, so that a Write user who is not an administrator can run this too.
     """
     for role in (READ_ROLE, WRITE_ROLE, DISTRICT_READ_ROLE, DISTRICT_WRITE_ROLE):
         if not _role_exists(conn, role):
             conn.execute(sql.SQL("create role {} nologin").format(sql.Identifier(role)))
-    held = conn.execute(
-        "select pg_has_role(%(write)s, %(read)s, 'member'), "
-        "has_database_privilege(%(write)s, current_database(), 'create'), "
-        "has_database_privilege(%(read)s, current_database(), 'connect')",
-        {"read": READ_ROLE, "write": WRITE_ROLE}).fetchone()
-    assert held is not None
-    write_reads, write_creates, read_connects = held
-    database_name = sql.Identifier(str(conn.execute("select current_database()").fetchone()[0]))  # type: ignore[index]
-    # Write can read everything Read can, and owns the schemas it builds.
-    if not write_reads:
-        conn.execute(sql.SQL("grant {} to {}").format(sql.Identifier(READ_ROLE), sql.Identifier(WRITE_ROLE)))
-    if not write_creates:
-        conn.execute(sql.SQL("grant create, temporary on database {} to {}").format(
-            database_name, sql.Identifier(WRITE_ROLE)))
-    if not read_connects:
-        conn.execute(sql.SQL("grant connect on database {} to {}").format(database_name, sql.Identifier(READ_ROLE)))
-    _ensure_district_roles(conn, database_name)
+    # Write can read everything Read can, and owns the schemas it builds; district writers read what they
+    # write and stage loads in temporary tables.
+    _ensure_role_pair(conn, READ_ROLE, WRITE_ROLE, ("create", "temporary"))
+    _ensure_role_pair(conn, DISTRICT_READ_ROLE, DISTRICT_WRITE_ROLE, ("temporary",))
 
 
-def _ensure_district_roles(conn: psycopg.Connection, database_name: sql.Identifier) -> None:
-    """District writers read what they write; only what is missing is granted (see ensure_roles)."""
+def _ensure_role_pair(conn: psycopg.Connection, read: str, write: str, write_privileges: tuple[str, ...]) -> None:
+    """`write` a member of `read`, `read` may connect, `write` holds `write_privileges` on the database;
+    only what is missing is granted (see ensure_roles)."""
     held = conn.execute(
-        "select pg_has_role(%(write)s, %(read)s, 'member'), "
+        "select current_database(), pg_has_role(%(write)s, %(read)s, 'member'), "
         "has_database_privilege(%(read)s, current_database(), 'connect'), "
-        "has_database_privilege(%(write)s, current_database(), 'temporary')",
-        {"read": DISTRICT_READ_ROLE, "write": DISTRICT_WRITE_ROLE}).fetchone()
+        "bool_and(has_database_privilege(%(write)s, current_database(), privilege)) "
+        "from unnest(%(privileges)s::text[]) as privilege",
+        {"read": read, "write": write, "privileges": list(write_privileges)}).fetchone()
     assert held is not None
-    write_reads, read_connects, write_temps = held
+    database_name, write_reads, read_connects, write_holds = held
+    database = sql.Identifier(str(database_name))
     if not write_reads:
-        conn.execute(sql.SQL("grant {} to {}").format(
-            sql.Identifier(DISTRICT_READ_ROLE), sql.Identifier(DISTRICT_WRITE_ROLE)))
+        conn.execute(sql.SQL("grant {} to {}").format(sql.Identifier(read), sql.Identifier(write)))
     if not read_connects:
-        conn.execute(sql.SQL("grant connect on database {} to {}").format(
-            database_name, sql.Identifier(DISTRICT_READ_ROLE)))
-    if not write_temps:
-        # The loader stages rows in temporary tables.
-        conn.execute(sql.SQL("grant temporary on database {} to {}").format(
-            database_name, sql.Identifier(DISTRICT_WRITE_ROLE)))
+        conn.execute(sql.SQL("grant connect on database {} to {}").format(database, sql.Identifier(read)))
+    if not write_holds:
+        conn.execute(sql.SQL("grant {} on database {} to {}").format(
+            sql.SQL(", ").join(sql.SQL(privilege) for privilege in write_privileges), database,
+            sql.Identifier(write)))
 
 
 def landing_table_sql(spec: Table) -> sql.Composed:
