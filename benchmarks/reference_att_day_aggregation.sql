@@ -1,4 +1,4 @@
--- Reference for state.att_day_aggregation (DOMAIN.md, "Aggregated attendance"): one hand-written
+-- Reference for state.att_day_aggregation (docs/domain.md, "Aggregated attendance"): one hand-written
 -- statement computing the full result for every district straight from the state tables; the yardstick
 -- of the benchmark. It returns exactly the rows of the dbt model built with the same as-of date
 -- (tests/dbt/test_att_day_aggregation.py checks this).
@@ -8,7 +8,7 @@
 --     create table <scratch> as <this statement>;
 -- the same planner settings the model's heavy statements run with: the planner underestimates the
 -- enrollment-date range join by orders of magnitude and otherwise picks nested loops or merge joins that
--- run for minutes (ARCHITECTURE.md, "Performance notes").
+-- run for minutes (docs/architecture.md, "Performance notes").
 with
 school_days as (
     select

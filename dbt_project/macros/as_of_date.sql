@@ -1,5 +1,5 @@
 {#-
-    The run's as-of date (DOMAIN.md, "Aggregated attendance", rule 0): the `as_of_date` var when set
+    The run's as-of date (docs/domain.md, "Aggregated attendance", rule 0): the `as_of_date` var when set
     (tests and reruns of the past pin it), else the last complete day: yesterday in the state's time zone,
     taken from the run's start so every model of one run agrees. Today never counts by default: the
     nightly run starts before any attendance is taken, and the source system's nightly job covers the

@@ -1,6 +1,6 @@
 {#-
     Schema names are written as given (`+schema: state` builds in `state`, not `<target>_state`):
-    the State Edition's schemas are a published interface (ARCHITECTURE.md, "Database").
+    the State Edition's schemas are a published interface (docs/architecture.md, "Database").
 -#}
 {% macro generate_schema_name(custom_schema_name, node) -%}
     {%- if custom_schema_name is none -%}

@@ -1,5 +1,5 @@
 {#-
-    Shared rules of the state reports (DOMAIN.md, "State reports").
+    Shared rules of the state reports (docs/domain.md, "State reports").
 -#}
 
 {#-

@@ -446,7 +446,7 @@ create index enrollment_calendar on public.enrollment (calendar_id);
 create index enrollment_person on public.enrollment (person_id);
 """
 
-# Enrolled student-days (DOMAIN.md conditions 1-3) before `today`: the size of the aggregation.
+# Enrolled student-days (docs/domain.md conditions 1-3) before `today`: the size of the aggregation.
 STUDENT_DAYS = """
 select count(*) from (
     select distinct e.person_id, e.calendar_id, d.date

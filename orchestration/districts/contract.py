@@ -1,4 +1,4 @@
-"""The district data contract (DOMAIN.md, "District source data") as data.
+"""The district data contract (docs/domain.md, "District source data") as data.
 
 Every piece that touches district tables reads this module: the demo generator creates them, the
 landing loader validates and copies them, and the dbt sources describe the landing copies.

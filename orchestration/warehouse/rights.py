@@ -1,4 +1,4 @@
-"""Tool rights (DOMAIN.md): Read may query state and reports; Write may also run loads, resyncs and refreshes.
+"""Tool rights (docs/domain.md): Read may query state and reports; Write may also run loads, resyncs and refreshes.
 
 Rights are memberships in two database roles, so the database itself enforces them: every landing,
 state and report table is owned by the write role, and a user outside it cannot change any of them.

@@ -102,7 +102,7 @@ def test_table_is_partitioned_by_district_and_records_its_horizon(warehouse: War
         "'attendance') group by district_code").fetchall())
     conn.commit()
     assert warehouse.recorded() == {code: (horizons[code], AS_OF) for code in CODES}
-    # Read may query it (DOMAIN.md, "Tool rights").
+    # Read may query it (docs/domain.md, "Tool rights").
     grantees = conn.execute("select grantee from information_schema.role_table_grants where table_schema = 'state' "
                             "and table_name = 'att_day_aggregation' and privilege_type = 'SELECT'").fetchall()
     conn.commit()

@@ -1,5 +1,5 @@
 """att_day_aggregation: an incremental run equals a full recompute, after any sequence of district changes
-and as-of dates (DOMAIN.md, "Aggregated attendance"), on a real PostgreSQL with the real dbt project.
+and as-of dates (docs/domain.md, "Aggregated attendance"), on a real PostgreSQL with the real dbt project.
 
 Landing loads are mimicked by LandingLoad (tests/support/districts.py: a load_batch row; rows inserted,
 updated with their previous image in landing.superseded_row, or flagged deleted), so a test controls

@@ -157,7 +157,7 @@ def test_attendance_only_before_today(demo: tuple[list[District], DemoSummary]) 
                       (TODAY,)) == last_date
 
 
-# DOMAIN.md's aggregation, roughly (latest row per period, effective codes, default or calendar thresholds).
+# docs/domain.md's aggregation, roughly (latest row per period, effective codes, default or calendar thresholds).
 CHRONIC = """
 with student_days as (
     select distinct e.person_id, e.calendar_id, d.date, d.period_schedule_id

@@ -1,5 +1,5 @@
 {#-
-    What a run of att_day_aggregation does per selected district (DOMAIN.md, "Aggregated attendance":
+    What a run of att_day_aggregation does per selected district (docs/domain.md, "Aggregated attendance":
     the incremental result must equal the full recompute).
 
     att_day_aggregation_plan(target_relation, districts, parents, rebuild)

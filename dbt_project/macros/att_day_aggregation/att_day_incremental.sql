@@ -1,6 +1,6 @@
 {#-
-    att_day_incremental: the materialization of state.att_day_aggregation (DOMAIN.md, "Aggregated
-    attendance"; ARCHITECTURE.md, "Data flow").
+    att_day_incremental: the materialization of state.att_day_aggregation (docs/domain.md, "Aggregated
+    attendance"; docs/architecture.md, "Data flow").
 
     The table is LIST-partitioned by district_code, one partition per district
     (att_day_aggregation__<code>), each with a unique index on (calendar_id, person_id, date). Per selected
@@ -22,7 +22,7 @@
     Both paths compute the attendance_days step into a temp table first (its real size then guides the
     planner, and its sort may run in parallel), and run the heavy statements with nested loops and merge
     joins off: the planner underestimates the enrollment-date range join by orders of magnitude
-    (ARCHITECTURE.md, "Performance notes").
+    (docs/architecture.md, "Performance notes").
 
     Finally the run records, per selected district, its horizon and as-of date in state.model_build
     (record_model_build, macros/model_build.sql). Everything happens in one transaction, under a

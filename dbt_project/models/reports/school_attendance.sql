@@ -1,4 +1,4 @@
--- Per school and school year (DOMAIN.md, "State reports"): instructional days up to the as-of date,
+-- Per school and school year (docs/domain.md, "State reports"): instructional days up to the as-of date,
 -- average daily membership (ADM), average daily attendance (ADA) and the chronic absence rate.
 -- Calendars with exclude = true are left out of both the days and the students. Rates: 4 decimals.
 

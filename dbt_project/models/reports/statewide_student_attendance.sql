@@ -1,4 +1,4 @@
--- Per student (state_id) and school year across every district and school (DOMAIN.md, "State reports"):
+-- Per student (state_id) and school year across every district and school (docs/domain.md, "State reports"):
 -- the student figures summed, so a student who moved between districts is judged on the whole year.
 -- Students without a state_id cannot be matched across districts and are left out.
 

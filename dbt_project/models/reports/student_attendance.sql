@@ -1,4 +1,4 @@
--- Per student, school and school year (DOMAIN.md, "State reports"): days enrolled, present and absent,
+-- Per student, school and school year (docs/domain.md, "State reports"): days enrolled, present and absent,
 -- the attendance rate and whether the student is chronically absent. Calendars with exclude = true are
 -- left out. Only aggregation days up to the report's as-of date count (see report_as_of_dates).
 -- Day counts are multiples of 0.5 (one decimal); rates are rounded to 4 decimals.

@@ -1,6 +1,6 @@
 -- Attendance events: one row per student, date and period where the student was absent, tardy or
 -- released early. Live landing rows only, typed, system columns renamed.
--- An empty excuse means unknown (DOMAIN.md, Codes): normalised to null.
+-- An empty excuse means unknown (docs/domain.md, Codes): normalised to null.
 with source as (
     select * from {{ source('landing', 'attendance') }}
 ),

@@ -1,6 +1,6 @@
 -- The district's attendance codes; their status and excuse win over the attendance row's own. Live
 -- landing rows only, typed, system columns renamed.
--- An empty excuse means unknown (DOMAIN.md, Codes): normalised to null.
+-- An empty excuse means unknown (docs/domain.md, Codes): normalised to null.
 with source as (
     select * from {{ source('landing', 'attendance_excuse') }}
 ),

@@ -1,5 +1,5 @@
 {{ config(materialized='att_day_incremental') }}
--- Aggregated attendance: one row per student and instructional day (DOMAIN.md, "Aggregated attendance";
+-- Aggregated attendance: one row per student and instructional day (docs/domain.md, "Aggregated attendance";
 -- the rules are spelled out in att_day_aggregation.yml).
 --
 -- Read plainly (dbt compile, unit tests) this computes every student-day of the selected districts up to the

@@ -2,7 +2,7 @@
     {'columns': ['district_code', 'attendance_id'], 'unique': true},
 ]) }}
 -- Attendance events: one row per student, date and period where the student was absent, tardy or
--- released early. Parents (DOMAIN.md): person, calendar, period, attendance_excuse.
+-- released early. Parents (docs/domain.md): person, calendar, period, attendance_excuse.
 -- depends_on: {{ ref('person') }}
 -- depends_on: {{ ref('calendar') }}
 -- depends_on: {{ ref('period') }}

@@ -2,7 +2,7 @@
     {'columns': ['district_code', 'excuse_id'], 'unique': true},
 ]) }}
 -- The district's attendance codes; their status and excuse win over the attendance row's own. Parents
--- (DOMAIN.md): calendar.
+-- (docs/domain.md): calendar.
 -- depends_on: {{ ref('calendar') }}
 
 with attendance_excuse as (

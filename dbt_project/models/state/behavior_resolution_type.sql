@@ -1,7 +1,7 @@
 {{ config(indexes=[
     {'columns': ['district_code', 'resolution_type_id'], 'unique': true},
 ]) }}
--- Behavior resolution types of a calendar. Parents (DOMAIN.md): calendar.
+-- Behavior resolution types of a calendar. Parents (docs/domain.md): calendar.
 -- depends_on: {{ ref('calendar') }}
 
 with behavior_resolution_type as (

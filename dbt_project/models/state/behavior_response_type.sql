@@ -1,7 +1,7 @@
 {{ config(indexes=[
     {'columns': ['district_code', 'response_type_id'], 'unique': true},
 ]) }}
--- Behavior response types of a calendar. Parents (DOMAIN.md): calendar.
+-- Behavior response types of a calendar. Parents (docs/domain.md): calendar.
 -- depends_on: {{ ref('calendar') }}
 
 with behavior_response_type as (

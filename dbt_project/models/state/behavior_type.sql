@@ -1,7 +1,7 @@
 {{ config(indexes=[
     {'columns': ['district_code', 'type_id'], 'unique': true},
 ]) }}
--- Behavior event types of a calendar. Parents (DOMAIN.md): calendar.
+-- Behavior event types of a calendar. Parents (docs/domain.md): calendar.
 -- depends_on: {{ ref('calendar') }}
 
 with behavior_type as (

@@ -2,7 +2,7 @@
     {'columns': ['district_code', 'calendar_id'], 'unique': true},
 ]) }}
 -- A school's calendar for one school year (a school may run several, e.g. for programs). Parents
--- (DOMAIN.md): school, school_year.
+-- (docs/domain.md): school, school_year.
 -- depends_on: {{ ref('school') }}
 -- depends_on: {{ ref('school_year') }}
 

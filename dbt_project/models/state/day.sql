@@ -3,7 +3,7 @@
     {'columns': ['district_code', 'calendar_id', 'date']},
 ]) }}
 -- A calendar day, whether it is an instructional and attendance day, and its period schedule. Parents
--- (DOMAIN.md): calendar, period_schedule.
+-- (docs/domain.md): calendar, period_schedule.
 -- depends_on: {{ ref('calendar') }}
 -- depends_on: {{ ref('period_schedule') }}
 

@@ -1,7 +1,7 @@
 {{ config(indexes=[
     {'columns': ['district_code', 'enrollment_id'], 'unique': true},
 ]) }}
--- A student's enrollment in a calendar for a date range. Parents (DOMAIN.md): person, calendar.
+-- A student's enrollment in a calendar for a date range. Parents (docs/domain.md): person, calendar.
 -- depends_on: {{ ref('person') }}
 -- depends_on: {{ ref('calendar') }}
 

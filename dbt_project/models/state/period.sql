@@ -1,7 +1,7 @@
 {{ config(indexes=[
     {'columns': ['district_code', 'period_id'], 'unique': true},
 ]) }}
--- A period of a period schedule, with its length in minutes. Parents (DOMAIN.md): period_schedule.
+-- A period of a period schedule, with its length in minutes. Parents (docs/domain.md): period_schedule.
 -- depends_on: {{ ref('period_schedule') }}
 
 with period as (

@@ -1,7 +1,7 @@
 {{ config(indexes=[
     {'columns': ['district_code', 'period_schedule_id'], 'unique': true},
 ]) }}
--- A bell schedule of a calendar; each day names the schedule it follows. Parents (DOMAIN.md):
+-- A bell schedule of a calendar; each day names the schedule it follows. Parents (docs/domain.md):
 -- calendar.
 -- depends_on: {{ ref('calendar') }}
 

@@ -1,7 +1,7 @@
 {{ config(indexes=[
     {'columns': ['district_code', 'person_id'], 'unique': true},
 ]) }}
--- Students (persons) of the district. Parents (DOMAIN.md): district.
+-- Students (persons) of the district. Parents (docs/domain.md): district.
 -- depends_on: {{ ref('district') }}
 
 with person as (

@@ -1,7 +1,7 @@
 {{ config(indexes=[
     {'columns': ['district_code', 'school_id'], 'unique': true},
 ]) }}
--- Schools of the district. Parents (DOMAIN.md): district.
+-- Schools of the district. Parents (docs/domain.md): district.
 -- depends_on: {{ ref('district') }}
 
 with school as (

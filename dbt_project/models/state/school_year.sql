@@ -1,7 +1,7 @@
 {{ config(indexes=[
     {'columns': ['district_code', 'end_year'], 'unique': true},
 ]) }}
--- School years, keyed by the calendar year in which they end. Parents (DOMAIN.md): district.
+-- School years, keyed by the calendar year in which they end. Parents (docs/domain.md): district.
 -- depends_on: {{ ref('district') }}
 
 with school_year as (

@@ -1,6 +1,6 @@
 {{ config(severity='warn') }}
 {#-
-    Attendance rows the aggregation ignores (DOMAIN.md, "Aggregated attendance"): a row counts only when
+    Attendance rows the aggregation ignores (docs/domain.md, "Aggregated attendance"): a row counts only when
     its period belongs to the period schedule of the calendar day it names and is instructional.
     Catches: rows on a date the calendar has no day for, rows whose period is not in that day's schedule
     (or the day has none), rows on non-instructional periods. They change no minutes, so this only warns.
