@@ -10,11 +10,12 @@ import functools
 
 from dagster import Definitions, in_process_executor
 
+from orchestration.dagster_defs.catalog import catalog_specs
 from orchestration.dagster_defs.dbt_assets import build_dbt_assets
 from orchestration.dagster_defs.jobs import asset_jobs, op_jobs
 from orchestration.dagster_defs.landing_assets import build_landing_assets
 from orchestration.dagster_defs.partitions import district_partitions
-from orchestration.dagster_defs.project import ensure_manifest
+from orchestration.dagster_defs.project import ensure_manifest, manifest
 from orchestration.dagster_defs.resources import dbt_resource
 from orchestration.dagster_defs.schedules import build_schedules
 from orchestration.dagster_defs.sync_status import (
@@ -31,7 +32,8 @@ def build_definitions() -> Definitions:
     jobs = asset_jobs()
     status_job = sync_status_job()
     return Definitions(
-        assets=[build_landing_assets(partitions), *build_dbt_assets(partitions), build_sync_status_asset()],
+        assets=[*catalog_specs(manifest()), build_landing_assets(partitions), *build_dbt_assets(partitions),
+                build_sync_status_asset()],
         jobs=[*jobs, *op_jobs(), status_job],
         schedules=build_schedules({j.name: j for j in jobs}, partitions),
         sensors=[build_sync_status_sensor(status_job)],
