@@ -44,6 +44,11 @@ def data_test_seconds(result: DbtRunResult) -> float:
     return round(sum(n.execution_time for n in result.nodes if n.unique_id.startswith("test.")), 3)
 
 
+def slowest_tests(result: DbtRunResult, count: int = 3) -> str:
+    tests = sorted((n for n in result.nodes if n.unique_id.startswith("test.")), key=lambda n: -n.execution_time)
+    return ", ".join(f"{n.unique_id.split('.')[2]} {n.execution_time:.1f} s" for n in tests[:count])
+
+
 def vacuum_between_steps() -> None:
     """Make the space of replaced landing and state rows reusable before the next step writes again."""
     with database.connect(autocommit=True) as conn:
@@ -99,6 +104,9 @@ def compare_syncs(districts: list[District], section: Any, timed: Timed, as_of: 
     for name, limit in (absolute_targets or {}).items():
         seconds = ends[rows[-1]["step"]] if name == "nightly" else weekly_s
         section.target(f"{name} end to end (minutes)", seconds / 60, limit / 60, unit=" min")
+    tests = [n for n in weekly.nodes if n.unique_id.startswith("test.")]
+    section.notes.append(f"the weekly resync's {len(tests)} data tests took {data_test_seconds(weekly)} s of "
+                         f"{ends[rows[-2]['step']]} s; the slowest: {slowest_tests(weekly)}")
     section.notes.append(
         "each step as the jobs run it (plain loader + dbt, no Dagster); the full state build is the state "
         "tables' model time in the weekly resync's build, the nothing-changed run is `dbt run --select "
