@@ -23,6 +23,7 @@ import psutil
 
 from orchestration.benchmark.builds import compare_builds
 from orchestration.benchmark.loads import compare_load_with_plain_copy
+from orchestration.benchmark.sync import compare_syncs
 from orchestration.dagster_defs.launch import benchmark_overhead
 from orchestration.demo import data as demo_data
 from orchestration.demo.calendar import district_calendar
@@ -31,6 +32,11 @@ from orchestration.demo.simulate import as_of_for, simulate_days
 from orchestration.districts.registry import District, DistrictSource, write_registry
 from orchestration.settings import local_dir
 from orchestration.warehouse import database
+from orchestration.warehouse.embedded_postgres import data_dir
+
+SIZES = ("demo", "bie", "nevada")
+# Nevada's end-to-end targets (seconds), which apply to the full size only (scale 1).
+NEVADA_TARGETS = {"weekly resync": 600.0, "nightly": 60.0}
 
 BENCH_STATE_DATABASE = "attendance_bench"
 
@@ -53,21 +59,42 @@ class BenchContext:
     size_name: str
     districts: list[District]
     registry_path: Path
+    scale: float = 1.0
     report: list[Section] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
 
 
+def data_dir_bytes() -> int:
+    """Size of the embedded server's data folder (0 when the warehouse is another server)."""
+    folder = data_dir()
+    total = 0
+    if folder.is_dir():
+        for path in folder.rglob("*"):
+            with suppress(OSError):
+                if path.is_file():
+                    total += path.stat().st_size
+    return total
+
+
+def free_disk_bytes() -> int:
+    folder = data_dir()
+    return psutil.disk_usage(str(folder if folder.is_dir() else local_dir())).free
+
+
 class MemorySampler:
-    """Peak resident memory of this process tree and of the PostgreSQL server, sampled every 0.2 s."""
+    """Peak resident memory of this process tree (dbt included) and of the PostgreSQL server, sampled
+    every 0.2 s; and the least free disk seen, sampled every second."""
 
     def __init__(self) -> None:
         self.peak_client = 0
         self.peak_server = 0
+        self.least_free = free_disk_bytes()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         me = psutil.Process()
+        ticks = 0
         while not self._stop.is_set():
             client = server = 0
             for proc in [me, *me.children(recursive=True)]:
@@ -79,6 +106,10 @@ class MemorySampler:
                         server += proc.memory_info().rss - proc.memory_info().shared
             self.peak_client = max(self.peak_client, client)
             self.peak_server = max(self.peak_server, server)
+            ticks += 1
+            if ticks % 5 == 0:
+                with suppress(OSError):
+                    self.least_free = min(self.least_free, free_disk_bytes())
             self._stop.wait(0.2)
 
     def __enter__(self) -> MemorySampler:
@@ -102,28 +133,49 @@ def timed() -> Iterator[dict[str, float]]:
     result["peak_server_mb"] = round(sampler.peak_server / 2**20, 1)
 
 
+@contextmanager
+def timed_with_disk() -> Iterator[dict[str, float]]:
+    """`timed`, plus the data folder's size after the block and the peak disk the block used: how far the
+    free space fell below what it was at the start (other users of the disk count too, on a shared machine)."""
+    result: dict[str, float] = {}
+    free_before = free_disk_bytes()
+    with MemorySampler() as sampler:
+        started = time.perf_counter()
+        yield result
+        result["seconds"] = round(time.perf_counter() - started, 3)
+    result["peak_client_mb"] = round(sampler.peak_client / 2**20, 1)
+    result["peak_server_mb"] = round(sampler.peak_server / 2**20, 1)
+    result["peak_disk_used_gb"] = round(max(0, free_before - min(sampler.least_free, free_disk_bytes())) / 2**30, 2)
+    result["data_dir_gb"] = round(data_dir_bytes() / 2**30, 2)
+    result["free_disk_gb"] = round(free_disk_bytes() / 2**30, 1)
+
+
 def bench_districts(count: int, size_name: str) -> list[District]:
     return [District(code=f"D{i:02d}", name=f"Benchmark district {i:02d}",
                      source=DistrictSource("database", database=f"bench_{size_name}_d{i:02d}"))
             for i in range(1, count + 1)]
 
 
-def bench_size(size_name: str) -> Any:
-    """The demo size, or the BIE-like size with today on its last school day, so that the year is all but
-    complete (about 8 million student-days) and one simulated day still adds a day for every student."""
+def bench_size(size_name: str, scale: float = 1.0) -> Any:
+    """The demo size, or the BIE-like or Nevada-like size with today on its last school day, so that the
+    year is all but complete (about 8 million student-days for BIE) and one simulated day still adds a day
+    for every student. `scale` multiplies students and schools per district (the shape stays)."""
 
-    if size_name != "bie":
-        return demo_data.DemoSize()
-    size = demo_data.BIE_SIZE
-    end_year = size.resolved_end_year()
-    last_day = max(district_calendar(end_year, size.seed, index).last_day for index in range(1, size.districts + 1))
-    return replace(size, today=last_day)
+    if size_name == "demo":
+        size = demo_data.DemoSize()
+    else:
+        size = demo_data.BIE_SIZE if size_name == "bie" else demo_data.nevada_size()
+        end_year = size.resolved_end_year()
+        last_day = max(district_calendar(end_year, size.seed, index).last_day
+                       for index in range(1, size.districts + 1))
+        size = replace(size, today=last_day)
+    return size if scale == 1.0 else size.scaled(scale)
 
 
 def section_generate(ctx: BenchContext) -> Section:
-    size = bench_size(ctx.size_name)
+    size = bench_size(ctx.size_name, ctx.scale)
     section = Section("generate", "Demo district generation")
-    with timed() as timing:
+    with timed_with_disk() as timing:
         summary = demo_data.generate_demo(ctx.districts, size)
     totals: dict[str, int] = {}
     for counts in summary.row_counts.values():
@@ -131,8 +183,11 @@ def section_generate(ctx: BenchContext) -> Section:
             totals[table] = totals.get(table, 0) + count
     ctx.facts.update({"size": size.__dict__ | {"today": str(summary.today)}, "source_rows": totals,
                       "simulated_today": str(summary.today)})
-    section.rows.append({"step": f"generate {len(ctx.districts)} districts", **timing,
-                         "rows": sum(totals.values())})
+    students = [size.students_of(i) for i in range(1, size.districts + 1)]
+    section.rows.append({"step": f"generate {len(ctx.districts)} districts ({sum(students):,} students, "
+                                 f"largest {max(students):,})", **timing, "rows": sum(totals.values())})
+    section.notes.append(f"{demo_data.WORKERS} districts at a time, the largest first; one district is one "
+                         "transaction on one core, so the largest district sets the floor")
     return section
 
 
@@ -162,16 +217,28 @@ def section_dagster(ctx: BenchContext) -> Section:
     return section
 
 
+def section_sync(ctx: BenchContext) -> Section:
+    as_of = as_of_for(read_clock(ctx.districts).today)
+    section = Section("sync", f"End to end: first sync, identical reload, weekly resync, nightly (as of {as_of})")
+    targets = NEVADA_TARGETS if ctx.size_name == "nevada" and ctx.scale == 1.0 else None
+    return compare_syncs(ctx.districts, section, timed_with_disk, as_of,
+                         lambda: as_of_for(simulate_days(ctx.districts, 1)), targets)
+
+
 SECTIONS: dict[str, Callable[[BenchContext], Section]] = {
     "generate": section_generate,
     "load": section_load,
     "build": section_build,
     "dagster": section_dagster,
+    "sync": section_sync,
 }
+# The Nevada size runs only what its targets need: the side-by-side sections would take hours there.
+DEFAULT_SECTIONS = {"nevada": ["generate", "sync"]}
 
 
 def _markdown(ctx: BenchContext) -> str:
-    lines = [f"# Benchmark report: {ctx.size_name} size", "",
+    scale = "" if ctx.scale == 1.0 else f" scaled by {ctx.scale:g}"
+    lines = [f"# Benchmark report: {ctx.size_name} size{scale}", "",
              f"Run {dt.datetime.now().isoformat(timespec='seconds')} on {platform.node()} "
              f"({psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB), "
              f"{len(ctx.districts)} districts.", ""]
@@ -185,7 +252,8 @@ def _markdown(ctx: BenchContext) -> str:
             lines += ["| " + " | ".join(str(row.get(k, "")) for k in keys) + " |" for row in section.rows]
             lines.append("")
         for target in section.targets:
-            verdict = "met" if target["met"] else "NOT MET"
+            verdict = "met" if target["met"] else (
+                f"NOT MET, {target['value'] / target['limit']:.1f}x the target" if target["limit"] else "NOT MET")
             lines.append(f"- **{target['target']}**: {target['value']}{target['unit']} "
                          f"(target at most {target['limit']}{target['unit']}): {verdict}")
         lines += [f"- {note}" for note in section.notes]
@@ -193,10 +261,12 @@ def _markdown(ctx: BenchContext) -> str:
     return "\n".join(lines)
 
 
-def run_benchmark(size_name: str, sections: list[str] | None, out_dir: Path) -> int:
-    """Run the chosen sections (default all) against a benchmark warehouse of its own; write the report."""
+def run_benchmark(size_name: str, sections: list[str] | None, out_dir: Path, scale: float = 1.0) -> int:
+    """Run the chosen sections (default all; Nevada: generation and the end-to-end syncs) against a
+    benchmark warehouse of its own; write the report. The Nevada size drops its district databases and
+    benchmark warehouse when it is done (they take most of the disk)."""
 
-    size = bench_size(size_name)
+    size = bench_size(size_name, scale)
     os.environ["ATTENDANCE_STATE_DATABASE"] = BENCH_STATE_DATABASE
     registry_path = local_dir() / "bench" / size_name / "districts.yml"
     registry_path.parent.mkdir(parents=True, exist_ok=True)
@@ -205,22 +275,35 @@ def run_benchmark(size_name: str, sections: list[str] | None, out_dir: Path) -> 
     os.environ["ATTENDANCE_REGISTRY"] = str(registry_path)
     database.drop_database(BENCH_STATE_DATABASE)
     database.ensure_database(BENCH_STATE_DATABASE)
-    ctx = BenchContext(size_name, districts, registry_path)
-    chosen = sections or list(SECTIONS)
+    ctx = BenchContext(size_name, districts, registry_path, scale)
+    chosen = sections or DEFAULT_SECTIONS.get(size_name, list(SECTIONS))
     unknown = [name for name in chosen if name not in SECTIONS]
     if unknown:
         print(f"unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
         return 2
-    for name in SECTIONS:
-        if name in chosen:
-            print(f"benchmark: {name} ...", flush=True)
-            ctx.report.append(SECTIONS[name](ctx))
-    out = out_dir / size_name
+    try:
+        for name in SECTIONS:
+            if name in chosen:
+                print(f"benchmark: {name} ...", flush=True)
+                ctx.report.append(SECTIONS[name](ctx))
+    finally:
+        if size_name == "nevada":
+            drop_generated(districts)
+    label = size_name if scale == 1.0 else f"{size_name}-x{scale:g}"
+    out = out_dir / label
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text(_markdown(ctx))
     (out / "report.json").write_text(json.dumps(
-        {"size": size_name, "facts": ctx.facts,
+        {"size": size_name, "scale": scale, "facts": ctx.facts,
          "sections": [s.__dict__ for s in ctx.report]}, indent=2, default=str))
     print(_markdown(ctx))
     print(f"report written to {out / 'report.md'} and {out / 'report.json'}")
     return 0
+
+
+def drop_generated(districts: list[District]) -> None:
+    """Drop the benchmark's district databases and warehouse, which only this run needed."""
+    for district in districts:
+        if district.source.database:
+            database.drop_database(district.source.database)
+    database.drop_database(BENCH_STATE_DATABASE)

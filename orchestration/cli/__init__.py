@@ -38,6 +38,17 @@ def _whole_number(minimum: int, maximum: int | None = None) -> Callable[[str], i
     return parse
 
 
+def _scale(value: str) -> float:
+    """An argparse type for the benchmark's scale: a number above 0, at most 1."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0 < number <= 1:
+        raise argparse.ArgumentTypeError(f"{number:g} is out of range (must be above 0 and at most 1)")
+    return number
+
+
 def _date(value: str) -> dt.date:
     try:
         return dt.date.fromisoformat(value)
@@ -212,7 +223,7 @@ def cmd_districts(args: argparse.Namespace) -> int:
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from orchestration.benchmark.report import run_benchmark
 
-    return run_benchmark(size_name=args.size, sections=args.section, out_dir=Path(args.out))
+    return run_benchmark(size_name=args.size, sections=args.section, out_dir=Path(args.out), scale=args.scale)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -308,7 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     districts.add_argument("--yes", action="store_true", help="retire without asking")
 
     bench = add("benchmark", cmd_benchmark, "Measure load and build speed side by side; write a report.")
-    bench.add_argument("--size", choices=["demo", "bie"], default="demo")
+    bench.add_argument("--size", choices=["demo", "bie", "nevada"], default="demo")
+    bench.add_argument("--scale", type=_scale, default=1.0,
+                       help="multiply students and schools per district (e.g. 0.05: a small run of the same shape)")
     bench.add_argument("--section", action="append", help="only these sections (default: all)")
     bench.add_argument("--out", default="benchmark-reports", help="report folder")
     return parser

@@ -6,6 +6,9 @@ Both are on by default; pause one in the UI (Automation -> the schedule -> toggl
   weekly_state_resync   ATTENDANCE_WEEKLY_CRON, default Sunday 02:00
   nightly_attendance    ATTENDANCE_NIGHTLY_CRON, default every day 01:00
 in the time zone ATTENDANCE_TIMEZONE (default America/Denver, the state's time zone in dbt_project.yml).
+
+An hourly sync in school hours is a supported setting: ATTENDANCE_NIGHTLY_CRON="0 7-17 * * 1-5". Each run
+loads today's rows into landing; its as-of date stays the last complete day (yesterday in the state's zone).
 """
 
 # No `from __future__ import annotations`: Dagster reads the op signatures' types at runtime.

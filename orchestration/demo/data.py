@@ -20,7 +20,7 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import psycopg
 from psycopg import sql
@@ -68,6 +68,23 @@ class DemoSize:
     end_year: int | None = None  # None: the school year holding `today` (August to June, end_year = June's year)
     today: dt.date | None = None  # None: date.today(); attendance exists for the days before it
     seed: int = 42
+    # A skewed state: students and schools of district 1, 2, ... (empty: every district gets the uniform
+    # students_per_district and schools_per_district).
+    district_students: tuple[int, ...] = ()
+    district_schools: tuple[int, ...] = ()
+
+    def students_of(self, index: int) -> int:
+        return self.district_students[index - 1] if self.district_students else self.students_per_district
+
+    def schools_of(self, index: int) -> int:
+        return self.district_schools[index - 1] if self.district_schools else self.schools_per_district
+
+    def scaled(self, factor: float) -> DemoSize:
+        """The same shape with students and schools per district multiplied by `factor` (at least 50
+        students and one school each): a small run of a big size's skew."""
+        indexes = range(1, self.districts + 1)
+        return replace(self, district_students=tuple(max(50, round(self.students_of(i) * factor)) for i in indexes),
+                       district_schools=tuple(max(1, round(self.schools_of(i) * factor)) for i in indexes))
 
     def resolved_today(self) -> dt.date:
         return self.today or dt.date.today()
@@ -83,6 +100,15 @@ class DemoSize:
         # Person ids stay below 100,000 so (district, person) keys and student numbers stay unique.
         if self.students_per_district > 40_000:
             raise DemoDataError("at most 40,000 students per demo district")
+        for name, values in (("district_students", self.district_students),
+                             ("district_schools", self.district_schools)):
+            if values and (len(values) != self.districts or min(values) < 1):
+                raise DemoDataError(f"{name} needs one positive number per district ({self.districts}): {values}")
+        # A skewed size's big district goes past 100,000 person ids: its student numbers are then unique
+        # within the district only (the state keys people by district and person id). State ids need
+        # person ids (movers included) below 1,000,000.
+        if self.district_students and max(self.district_students) > 400_000:
+            raise DemoDataError("at most 400,000 students in one demo district")
         if self.seed < 0:
             raise DemoDataError("the seed must be zero or positive")
 
@@ -96,6 +122,21 @@ def bie_size(today: dt.date | None = None) -> DemoSize:
 
 
 BIE_SIZE = bie_size()
+
+# Nevada's shape: 17 districts, about 460,000 students in 650 schools, one (Clark County) with two thirds of
+# the students, one (Washoe) with a sixth, the rest small and rural.
+NEVADA_STUDENTS = (307_000, 80_000, 14_000, 12_000, 10_000, 8_000, 7_000, 5_000, 4_500, 3_000, 2_500, 2_000, 1_500,
+                   1_200, 1_000, 800, 500)
+NEVADA_SCHOOLS = (425, 114, 20, 17, 14, 11, 10, 7, 6, 4, 4, 3, 3, 3, 3, 3, 3)
+
+
+def nevada_size(today: dt.date | None = None) -> DemoSize:
+    """The Nevada-like benchmark size over the last complete school year (today after its end)."""
+    end_year = school_year_end(today or dt.date.today()) - 1
+    return DemoSize(districts=len(NEVADA_STUDENTS), schools_per_district=max(NEVADA_SCHOOLS),
+                    students_per_district=max(NEVADA_STUDENTS) // 10, end_year=end_year,
+                    today=dt.date(end_year, 7, 1), district_students=NEVADA_STUDENTS,
+                    district_schools=NEVADA_SCHOOLS)
 
 
 @dataclass(frozen=True)
@@ -219,7 +260,7 @@ def plan_district(index: int, size: DemoSize, calendar: DistrictCalendar, today:
     label = f"{end_year - 1}-{str(end_year)[2:]}"
     cap = dt.datetime.combine(today - dt.timedelta(days=1), dt.time(17, 0))
     created = _stamp(calendar.start_date - dt.timedelta(days=40), 14, 5, cap)
-    levels = school_levels(size.schools_per_district)
+    levels = school_levels(size.schools_of(index))
     spans = grade_spans(levels)
     plan = DistrictPlan(index=index, calendar=calendar, max_grade=max(hi for _, hi in spans.values()))
     ids = _Ids()
@@ -454,7 +495,7 @@ def _copy_plan(conn: psycopg.Connection, job: _Job, plan: DistrictPlan) -> None:
     conn.execute(
         "insert into demo.settings values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (job.index, job.count, job.district.code, job.size.seed, job.calendar.end_year,
-         job.size.students_per_district, job.size.schools_per_district, plan.max_grade, job.calendar.first_day,
+         job.size.students_of(job.index), job.size.schools_of(job.index), plan.max_grade, job.calendar.first_day,
          job.calendar.last_day))
     conn.execute("insert into demo.clock (today, seed, end_year) values (%s, %s, %s)",
                  (job.today, job.size.seed, job.calendar.end_year))
@@ -464,7 +505,8 @@ def _generate_people(conn: psycopg.Connection, job: _Job, plan: DistrictPlan) ->
     seed = job.size.seed
     source_index = job.index - 1 if job.index > 1 else job.count
     params: dict[str, object] = {
-        "district": job.index, "students": job.size.students_per_district, "today": job.today,
+        "district": job.index, "students": job.size.students_of(job.index), "today": job.today,
+        "source_students": job.size.students_of(source_index),
         "first_day": job.calendar.first_day, "last_day": job.calendar.last_day, "seed": seed,
         "salt": salt(seed, job.index, "people"), "max_grade": plan.max_grade,
         "first_names": list(FIRST_NAMES), "last_names": list(LAST_NAMES),

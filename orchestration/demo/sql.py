@@ -205,7 +205,7 @@ insert into demo.roster (person_id, source_index, origin, state_id, last_name, f
                          start_date, end_date, exit_kind, no_show, u_school, u_extra)
 select %(students)s::integer + s, s, 'mover', state_id, last_name, first_name, birth_date, gender, grade,
        end_date + 3 + floor(u_extra * 18)::integer, null, null, false, u_school, u_extra
-from demo.native_students(%(source_district)s::integer, %(students)s::integer, %(source_first_day)s::date,
+from demo.native_students(%(source_district)s::integer, %(source_students)s::integer, %(source_first_day)s::date,
                           %(source_last_day)s::date, %(today)s::date, %(source_salt)s::bigint, %(seed)s::bigint,
                           %(max_grade)s::integer, %(first_names)s::text[], %(last_names)s::text[])
 where exit_kind = 'move'

@@ -77,6 +77,16 @@ def test_demo_data_refuses_a_bad_size_before_writing_the_registry(tmp_path: Path
     assert not (home / "demo" / "districts.yml").exists()
 
 
+
+@pytest.mark.parametrize("scale", ["0", "2", "half"])
+def test_benchmark_refuses_a_bad_scale_before_running(tmp_path: Path, scale: str) -> None:
+    home = tmp_path / "home"
+    result = run_cli("benchmark", "--size", "nevada", "--scale", scale, env={"ATTENDANCE_HOME": str(home)})
+    assert result.returncode == 2
+    assert_one_clear_message(result, "--scale", scale)
+    assert not (home / "bench").exists()
+
+
 # --- settings ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("variable", "value"), [("ATTENDANCE_TIMEZONE", "Mars/Olympus_Mons"), ("PGPORT", "fifty")])

@@ -9,9 +9,11 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock_time
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, build_schedule_context
@@ -20,6 +22,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from orchestration.dagster_defs.dbt_assets import AGGREGATION_MODEL, dbt_build_args, model_nodes
 from orchestration.dbt import runner as dbt_runner
 from orchestration.districts.registry import District, RegistryError
+from orchestration.warehouse import database
 from tests.support.dagster_env import (
     CODES,
     DagsterEnv,
@@ -29,6 +32,7 @@ from tests.support.dagster_env import (
     last_names,
     rename_people,
 )
+from tests.support.warehouse import district_conn
 
 
 @pytest.fixture(scope="module")
@@ -243,3 +247,59 @@ def test_failed_district_load_fails_the_run_and_keeps_the_others(dagster_env: Da
         assert "D05" not in after
     finally:
         registry_path().write_text(original)
+
+
+HOURLY_CRON = "0 7-17 * * 1-5"
+
+
+def zone_at_ten(now: datetime) -> str:
+    """A fixed-offset zone in which it is now between 10:00 and 10:59: a run now is a 10:00 tick there."""
+    offset = (10 - now.hour) % 24
+    offset = offset - 24 if offset > 14 else offset
+    # POSIX sign: Etc/GMT+5 is UTC-5.
+    return "Etc/UTC" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"
+
+
+def test_hourly_school_hours_schedule_builds_as_of_the_last_complete_day(
+        dagster_env: DagsterEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ATTENDANCE_NIGHTLY_CRON="0 7-17 * * 1-5" (hourly in school hours) is a supported setting: a tick at
+    10:00 loads today's rows into landing, but the build's as-of date stays yesterday in the state's zone."""
+    from orchestration.dagster_defs.definitions import build_definitions
+    from orchestration.dagster_defs.jobs import NIGHTLY
+
+    zone = zone_at_ten(datetime.now(tz=UTC))
+    monkeypatch.setenv("ATTENDANCE_NIGHTLY_CRON", HOURLY_CRON)
+    monkeypatch.setenv("ATTENDANCE_TIMEZONE", zone)
+    defs = build_definitions()
+    schedule = defs.resolve_schedule_def(NIGHTLY)
+    assert (schedule.cron_schedule, schedule.execution_timezone) == (HOURLY_CRON, zone)
+    ten = datetime(2026, 12, 1, 10, 0, tzinfo=ZoneInfo(zone))  # a Tuesday
+    context = build_schedule_context(instance=dagster_env.instance, scheduled_execution_time=ten)
+    [request] = schedule.evaluate_tick(context).run_requests or []
+
+    started = datetime.now(tz=UTC)
+    today = started.astimezone(ZoneInfo(zone)).date()
+    yesterday = today - timedelta(days=1)
+    with district_conn(dagster_env.districts["D01"]) as conn:
+        # Calendar 10 (schedule 11, periods 111 and 112) holds school on both days; person 1 misses the
+        # morning yesterday and today (today's row typed at 09:55, before the 10:00 run).
+        for day_id, day in ((1901, yesterday), (1902, today)):
+            conn.execute("insert into day values (%s, 10, %s, 11, true, true, null, now()) "
+                         "on conflict do nothing", (day_id, day))
+            conn.execute("insert into attendance values (%s, 1, 10, 111, %s, 'A', 'E', 31, null, null, %s) "
+                         "on conflict do nothing", (day_id + 7000, day, datetime.combine(day, clock_time(9, 55))))
+    result = defs.resolve_job_def(NIGHTLY).execute_in_process(instance=dagster_env.instance, tags=request.tags,
+                                                              raise_on_error=False)
+    assert result.success
+    finished = datetime.now(tz=UTC)
+    with database.connect(autocommit=True) as conn:
+        landed = {r[0] for r in conn.execute(
+            "select date from landing.attendance where district_code = 'D01' and date >= %s", (yesterday,))}
+        as_of = conn.execute("select as_of_date from state.model_build "
+                             "where model_name = 'att_day_aggregation' and district_code = 'D01'").fetchone()
+        aggregated = {r[0] for r in conn.execute(
+            "select date from state.att_day_aggregation where district_code = 'D01' and date >= %s", (yesterday,))}
+    assert landed == {yesterday, today}, "today's rows are loaded and ready"
+    last_complete = {d.astimezone(ZoneInfo(zone)).date() - timedelta(days=1) for d in (started, finished)}
+    assert as_of is not None and as_of[0] in last_complete
+    assert aggregated == {as_of[0]}, "a partly recorded day never counts"

@@ -306,3 +306,34 @@ def test_a_year_not_yet_started_has_no_attendance() -> None:
         assert integrity_problems(districts[0].source.database) == []
     finally:
         drop(districts)
+
+
+def test_nevada_size_is_skewed_like_the_state() -> None:
+    from orchestration.demo.data import nevada_size
+
+    size = nevada_size()
+    students = [size.students_of(i) for i in range(1, size.districts + 1)]
+    assert size.districts == 17 and 450_000 <= sum(students) <= 470_000
+    assert sum(size.schools_of(i) for i in range(1, 18)) == 650
+    assert 0.64 <= students[0] / sum(students) <= 0.69  # Clark County
+    small = size.scaled(0.05)
+    assert small.students_of(1) == 15_350 and small.schools_of(1) == 21 and small.students_of(17) == 50
+
+
+def test_a_skewed_size_gives_each_district_its_own_students_and_schools() -> None:
+    """Per-district students and schools; movers into district 2 come from the (bigger) district 1's roster."""
+    districts = fresh_districts("skew", 3)
+    size = DemoSize(districts=3, today=TODAY, seed=5, district_students=(900, 120, 50), district_schools=(5, 2, 1))
+    try:
+        summary = generate_demo(districts, size)
+        assert [summary.row_counts[d.code]["school"] for d in districts] == [5, 2, 1]
+        natives = [scalar(d, "select count(*) from demo.roster where origin = 'native'") for d in districts]
+        assert natives == [900, 120, 50]
+        # Movers keep their state id: every mover into D02 is one of D01's people who moved out.
+        movers = query(districts[1], "select state_id from demo.roster where origin = 'mover'")
+        moved_out = {r[0] for r in query(districts[0], "select state_id from demo.roster where exit_kind = 'move'")}
+        assert movers and {r[0] for r in movers} <= moved_out
+        for district in districts:
+            assert district.source.database and integrity_problems(district.source.database) == []
+    finally:
+        drop(districts)

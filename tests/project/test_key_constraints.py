@@ -1,0 +1,60 @@
+"""Keys are enforced by PostgreSQL where it can: a unique index declared with the model (dbt's `indexes`
+config; for att_day_aggregation, the per-partition index its build macros create) replaces the uniqueness
+data test, which would re-check the same thing by sorting the whole table on every build. Every state model
+keeps a key guarantee, enforced or tested. Reads the files only; no database."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+STATE_MODELS = Path(__file__).resolve().parents[2] / "dbt_project" / "models" / "state"
+MACROS = Path(__file__).resolve().parents[2] / "dbt_project" / "macros"
+UNIQUE_INDEX = re.compile(r"\{'columns': \[([^\]]*)\], 'unique': true\}")
+AGGREGATION = "att_day_aggregation"
+
+
+def unique_indexes(model: str) -> list[frozenset[str]]:
+    """The unique indexes a model declares; for the aggregation, its partitions' index plus the partition key."""
+    if model == AGGREGATION:
+        rebuild = (MACROS / "att_day_aggregation" / "att_day_aggregation_rebuild.sql").read_text(encoding="utf-8")
+        found = re.search(r"create unique index .*?\((calendar_id, person_id, date)\)", rebuild, re.S)
+        assert found, "the aggregation's partitions lost their unique index"
+        assert "partition by list (district_code)" in rebuild
+        return [frozenset(["district_code", *found.group(1).split(", ")])]
+    text = (STATE_MODELS / f"{model}.sql").read_text(encoding="utf-8")
+    return [frozenset(re.findall(r"'(\w+)'", match)) for match in UNIQUE_INDEX.findall(text)]
+
+
+def uniqueness_tests() -> dict[str, list[frozenset[str]]]:
+    tests: dict[str, list[frozenset[str]]] = {}
+    for path in STATE_MODELS.glob("*.yml"):
+        for model in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("models") or []:
+            found = tests.setdefault(model["name"], [])
+            for test in model.get("data_tests") or []:
+                if isinstance(test, dict) and "unique_combination" in test:
+                    found.append(frozenset(test["unique_combination"]["arguments"]["combination_of_columns"]))
+    return tests
+
+
+def test_no_data_test_repeats_a_unique_index() -> None:
+    repeated = [f"{model}: {sorted(columns)}" for model, tested in uniqueness_tests().items()
+                for columns in tested if columns in unique_indexes(model)]
+    assert repeated == [], "uniqueness tests a unique index already enforces (drop the test): " + ", ".join(repeated)
+
+
+def test_every_state_model_has_its_key_enforced_or_tested() -> None:
+    tests = uniqueness_tests()
+    models = sorted(path.stem for path in STATE_MODELS.glob("*.sql"))
+    assert AGGREGATION in models and len(models) >= 15
+    unguarded = [model for model in models if not unique_indexes(model) and not tests.get(model)]
+    assert unguarded == []
+
+
+def test_the_models_yaml_says_which_key_is_enforced() -> None:
+    for path in STATE_MODELS.glob("*.yml"):
+        for model in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("models") or []:
+            if unique_indexes(model["name"]):
+                assert "unique index" in model["description"], model["name"]
