@@ -19,7 +19,22 @@ from psycopg import sql
 
 from orchestration.districts.contract import TABLES, Column, Table
 from orchestration.districts.registry import District, RegistryError
-from orchestration.districts.sources import DistrictSource, SourceError, open_source
+from orchestration.districts.sources import DistrictSource, SourceError, open_source, row_text_hash
+from orchestration.landing.changes import (
+    FETCH_BY_KEY_MAX_SHARE,
+    TableChanges,
+    add_children_of_gone_parents,
+    add_unique_partners,
+    candidate_keys,
+    compare_with_landing,
+    create_listing,
+    gone_after_full_staging,
+    has_duplicate_keys,
+    landing_has_rows,
+    listing_from_file,
+    number_fetched_rows,
+    temp,
+)
 from orchestration.landing.guard import (
     Allowance,
     DeleteGuard,
@@ -35,6 +50,8 @@ from orchestration.warehouse.rights import district_scope, require_write
 from orchestration.warehouse.setup import WRITE_ROLE, ensure_district_partition, ensure_partition, ensure_warehouse
 from orchestration.warehouse.writer_lock import district_lock_name, lock_row
 from orchestration.warehouse.writer_sessions import mark_writer_session
+
+LOAD_WORK_MEM = "256MB"
 
 
 class StateDatabaseUnavailable(Exception):
@@ -138,6 +155,7 @@ class _DistrictLoad:
         self.code = district.code
         self.guard = guard or DeleteGuard.for_district(district, None)
         self.district_level = False  # loading with a district-level Write right (run() decides)
+        self.changes: dict[str, TableChanges] = {}
 
     def fail(self, message: str, **where: str | None) -> DistrictLoadError:
         return DistrictLoadError(self.code, message, **where)
@@ -146,15 +164,75 @@ class _DistrictLoad:
         return self.source.describe_row(spec, row_number, key)
 
     def stage(self, spec: Table) -> int:
-        """COPY the source rows into raw_<table> (text) and check every value; return the row count."""
+        """Stage the table's new and changed rows (every row on a first load) in new_<table>, checking every
+        staged value and key; return the number of source rows (changes.py)."""
+        changes = self.changes[spec.name] = TableChanges(spec)
+        changes.landing_empty = not landing_has_rows(self.conn, spec, self.code)
         raw = _raw(spec)
-        columns = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(n)) for n in spec.column_names)
-        self.conn.execute(sql.SQL(
-            "create temp table {} (_row bigint generated always as identity, {}) on commit drop").format(raw, columns))
+        self._create_raw(spec, raw)
         try:
-            self.source.copy_table(spec, raw, self.conn)
+            if changes.landing_empty:
+                self.source.copy_table(spec, raw, self.conn)
+            else:
+                self._stage_changes(spec, changes, raw)
         except SourceError as error:
             raise self.fail(str(error), table=spec.name, column=error.column) from None
+        self._check_values(spec, raw)
+        self._type(spec)
+        if changes.partial:
+            add_unique_partners(self.conn, spec, self.code, _new(spec))
+        staged = self._check_keys(spec)
+        if not changes.partial:
+            gone_after_full_staging(self.conn, spec, self.code, _new(spec), changes)
+            return staged
+        return changes.listed
+
+    def _create_raw(self, spec: Table, name: sql.Identifier) -> None:
+        columns = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(n)) for n in spec.column_names)
+        self.conn.execute(sql.SQL(
+            "create temp table {} (_row bigint generated always as identity, {}) on commit drop").format(name, columns))
+
+    def _stage_changes(self, spec: Table, changes: TableChanges, raw: sql.Identifier) -> None:
+        """List the source's keys and hashes, compare them with landing, and copy the candidates into raw."""
+        file_table = temp("file", spec)
+        seen = create_listing(self.conn, spec)
+        if not self.source.copy_row_hashes(spec, seen, self.conn):
+            self.conn.execute(sql.SQL("drop table {}").format(seen))
+            self._create_raw(spec, file_table)
+            self.source.copy_table(spec, file_table, self.conn)
+            listing_from_file(self.conn, spec, file_table)
+        elif not self.source.key_is_unique(spec) and has_duplicate_keys(self.conn, spec):
+            self.source.copy_table(spec, raw, self.conn)  # duplicates: staged whole, the key check names them
+            return
+        else:
+            file_table = None
+        if file_table is not None and has_duplicate_keys(self.conn, spec):
+            self.conn.execute(sql.SQL("insert into {raw} (_row, {cols}) overriding system value select _row, {cols} "
+                                      "from {file}").format(raw=raw, cols=_ids(spec.column_names), file=file_table))
+            return
+        compare_with_landing(self.conn, spec, self.code, changes)
+        gone_parents = {name: other.spec for name, other in self.changes.items() if other.gone}
+        add_children_of_gone_parents(self.conn, spec, self.code, gone_parents)
+        keys = candidate_keys(self.conn, spec)
+        if file_table is not None:
+            changes.partial = True
+            self.conn.execute(sql.SQL(
+                "insert into {raw} (_row, {cols}) overriding system value select f._row, {fcols} from {file} f "
+                "where f._row in (select _row from {cand})").format(
+                raw=raw, cols=_ids(spec.column_names), fcols=_ids(spec.column_names, "f"), file=file_table,
+                cand=temp("cand", spec)))
+            return
+        if keys is None or len(keys) > FETCH_BY_KEY_MAX_SHARE * changes.listed:
+            self.source.copy_table(spec, raw, self.conn)
+            return
+        changes.partial = True
+        if keys:
+            fetched = temp("fetched", spec)
+            self._create_raw(spec, fetched)
+            self.source.copy_rows_by_key(spec, fetched, self.conn, keys)
+            number_fetched_rows(self.conn, spec, fetched, raw)
+
+    def _check_values(self, spec: Table, raw: sql.Identifier) -> None:
         checks = [(condition, column.name, message) for column in spec.columns
                   for condition, message in _problems(column)]
         case = sql.SQL(" ").join(sql.SQL("when {} then {}").format(cond, sql.Literal(i))
@@ -171,8 +249,6 @@ class _DistrictLoad:
             shown = "empty" if value is None or value[0] is None else repr(value[0])
             raise self.fail(f"{message}: {shown}", table=spec.name, row=self._row(spec, row_number, key),
                             column=column_name)
-        self._type(spec)
-        return self._check_keys(spec)
 
     def _type(self, spec: Table) -> None:
         casts = sql.SQL(", ").join(
@@ -181,8 +257,9 @@ class _DistrictLoad:
                                                                              sql.Identifier(c.name))
             if c.accepted and "" in c.accepted else sql.Identifier(c.name)
             for c in spec.columns)
-        self.conn.execute(sql.SQL("create temp table {} on commit drop as select _row, {} from {}").format(
-            _new(spec), casts, _raw(spec)))
+        # The row's hash from its text as the source gave it, kept in landing for the next load (changes.py).
+        self.conn.execute(sql.SQL("create temp table {} on commit drop as select _row, {}, {}::uuid as _hash from {}"
+                                  ).format(_new(spec), casts, row_text_hash(_ids(spec.column_names)), _raw(spec)))
         self.conn.execute(sql.SQL("create index on {} ({})").format(_new(spec), sql.Identifier(spec.primary_key)))
         self.conn.execute(sql.SQL("analyze {}").format(_new(spec)))
 
@@ -203,11 +280,18 @@ class _DistrictLoad:
     def check_parents(self, spec: Table) -> None:
         for fk in spec.foreign_keys:
             parent = next(t for t in TABLES if t.name == fk.parent)
+            # A partly staged parent table also has its unchanged rows: the live landing rows not gone.
+            unchanged = sql.SQL("") if not self.changes[parent.name].partial else sql.SQL(
+                "and not exists (select 1 from {landing} l where l.district_code = {code} and l.{pcol} = c.{col} "
+                "and not l._deleted and not exists (select 1 from {gone} g where g.{ppk} = l.{ppk}))").format(
+                    landing=sql.Identifier("landing", parent.name), code=sql.Literal(self.code),
+                    pcol=sql.Identifier(fk.parent_column), col=sql.Identifier(fk.column), gone=temp("gone", parent),
+                    ppk=sql.Identifier(parent.primary_key))
             orphan = self.conn.execute(sql.SQL(
                 "select c._row, c.{pk}, c.{col} from {child} c where c.{col} is not null and not exists "
-                "(select 1 from {parent} p where p.{pcol} = c.{col}) order by c._row limit 1").format(
+                "(select 1 from {parent} p where p.{pcol} = c.{col}) {unchanged} order by c._row limit 1").format(
                     pk=sql.Identifier(spec.primary_key), col=sql.Identifier(fk.column), child=_new(spec),
-                    parent=_new(parent), pcol=sql.Identifier(fk.parent_column))).fetchone()
+                    parent=_new(parent), pcol=sql.Identifier(fk.parent_column), unchanged=unchanged)).fetchone()
             if orphan:
                 row_number, key, value = orphan
                 raise self.fail(f"{fk.column} {value} has no {fk.parent} row with {fk.parent_column}={value}",
@@ -215,13 +299,8 @@ class _DistrictLoad:
 
     def pending_deletes(self, spec: Table) -> TableDeletes:
         """The district's live landing rows of the table, and how many of them the load would flag deleted."""
-        row = self.conn.execute(sql.SQL(
-            "select count(*), count(*) filter (where not exists (select 1 from {new} n where n.{pk} = l.{pk})) "
-            "from {target} l where l.district_code = %s and not l._deleted").format(
-                new=_new(spec), pk=sql.Identifier(spec.primary_key), target=sql.Identifier("landing", spec.name)),
-            (self.code,)).fetchone()
-        assert row is not None
-        return TableDeletes(spec.name, live=int(row[0]), deleted=int(row[1]))
+        changes = self.changes[spec.name]
+        return TableDeletes(spec.name, live=changes.live, deleted=changes.gone)
 
     def guard_deletes(self, batch_id: int) -> None:
         """Refuse the load if it would delete too much of a table, before any table is changed."""
@@ -237,34 +316,45 @@ class _DistrictLoad:
             record_allowance(self.conn, batch_id, self.code, allowance)
 
     def apply(self, spec: Table, batch_id: int, staged: int) -> TableLoadStats:
-        """Diff new_<table> against the district's landing partition."""
+        """Apply new_<table> (the staged rows) and gone_<table> to the district's landing partition."""
         (ensure_district_partition if self.district_level else ensure_partition)(self.conn, spec.name, self.code)
         target = sql.Identifier("landing", spec.name)
         names, pk = spec.column_names, sql.Identifier(spec.primary_key)
         params = {"district": self.code, "batch": batch_id, "table": spec.name}
+        if self.changes[spec.name].landing_empty:  # a first load: nothing to compare with
+            inserted = self.conn.execute(sql.SQL(
+                "insert into {target} (district_code, {cols}, _batch_id, _changed_at, _deleted, _row_hash) "
+                "select %(district)s, {new_cols}, %(batch)s, now(), false, n._hash from {new} n").format(
+                    target=target, cols=_ids(names), new_cols=_ids(names, "n"), new=_new(spec)), params).rowcount
+            return TableLoadStats(spec.name, inserted=inserted, unchanged=staged - inserted)
         differs = sql.SQL("({}) is distinct from ({})").format(_ids(names, "l"), _ids(names, "n"))
         match = sql.SQL("l.district_code = %(district)s and l.{pk} = n.{pk}").format(pk=pk)
         self.conn.execute(sql.SQL(
             "insert into landing.superseded_row (batch_id, district_code, table_name, row_id, old_row) "
-            "select %(batch)s, %(district)s, %(table)s, l.{pk}, to_jsonb(l) from {target} l join {new} n on {match} "
-            "where (l._deleted or {differs})").format(
+            "select %(batch)s, %(district)s, %(table)s, l.{pk}, to_jsonb(l) - '_row_hash' from {target} l "
+            "join {new} n on {match} where (l._deleted or {differs})").format(
                 pk=pk, target=target, new=_new(spec), match=match, differs=differs), params)
         updated = self.conn.execute(sql.SQL(
             "update {target} l set ({cols}) = ({new_cols}), _batch_id = %(batch)s, _changed_at = now(), "
-            "_deleted = false from {new} n where {match} and (l._deleted or {differs})").format(
+            "_deleted = false, _row_hash = n._hash from {new} n where {match} and (l._deleted or {differs})").format(
                 target=target, cols=_ids(names), new_cols=_ids(names, "n"), new=_new(spec), match=match,
                 differs=differs), params).rowcount
+        # Same values, other text (or a row loaded before hashes were kept): only the hash is brought up to
+        # date, so the row keeps its change stamp and is not a candidate again.
+        self.conn.execute(sql.SQL(
+            "update {target} l set _row_hash = n._hash from {new} n where {match} and not l._deleted "
+            "and not {differs} and l._row_hash is distinct from n._hash").format(
+                target=target, new=_new(spec), match=match, differs=differs), params)
         inserted = self.conn.execute(sql.SQL(
-            "insert into {target} (district_code, {cols}, _batch_id, _changed_at, _deleted) "
-            "select %(district)s, {new_cols}, %(batch)s, now(), false from {new} n where not exists "
+            "insert into {target} (district_code, {cols}, _batch_id, _changed_at, _deleted, _row_hash) "
+            "select %(district)s, {new_cols}, %(batch)s, now(), false, n._hash from {new} n where not exists "
             "(select 1 from {target} l where {match})").format(
                 target=target, cols=_ids(names), new_cols=_ids(names, "n"), new=_new(spec), match=match),
             params).rowcount
         deleted = self.conn.execute(sql.SQL(
-            "update {target} l set _deleted = true, _batch_id = %(batch)s, _changed_at = now() "
-            "where l.district_code = %(district)s and not l._deleted and not exists "
-            "(select 1 from {new} n where n.{pk} = l.{pk})").format(target=target, new=_new(spec), pk=pk),
-            params).rowcount
+            "update {target} l set _deleted = true, _batch_id = %(batch)s, _changed_at = now() from {gone} g "
+            "where l.district_code = %(district)s and l.{pk} = g.{pk} and not l._deleted").format(
+                target=target, gone=temp("gone", spec), pk=pk), params).rowcount
         return TableLoadStats(spec.name, inserted=inserted, updated=updated, deleted=deleted,
                               unchanged=staged - inserted - updated)
 
@@ -287,6 +377,8 @@ class _DistrictLoad:
                     f"permission denied: loading needs the Write right (membership in role {WRITE_ROLE})") from None
         # One writer per district: a second load of the same district waits here for the first to commit.
         lock_row(conn, district_lock_name(self.code))
+        # The comparison of a large district's key list with landing is one hash join: let it stay in memory.
+        conn.execute("select set_config('work_mem', %s, true)", (LOAD_WORK_MEM,))
         batch_row = conn.execute(
             "insert into landing.load_batch (district_code, started_at) values (%s, now()) returning batch_id",
             (self.code,)).fetchone()
