@@ -123,6 +123,7 @@ class DatabaseSource:
         self.conn.autocommit = False
         self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         self.conn.read_only = True
+        self._unique_columns: set[tuple[str, str]] | None = None
         try:
             self.columns = self._columns()
         except psycopg.Error as error:
@@ -222,13 +223,13 @@ class DatabaseSource:
         self._copy_out(query, load, spec, state)
 
     def key_is_unique(self, spec: Table) -> bool:
-        row = self.conn.execute(
-            "select exists (select 1 from pg_index i join pg_class c on c.oid = i.indrelid "
-            "join pg_namespace n on n.oid = c.relnamespace join pg_attribute a on a.attrelid = c.oid "
-            "and a.attnum = i.indkey[0] where n.nspname = 'public' and c.relname = %s and a.attname = %s "
-            "and i.indisunique and i.indnkeyatts = 1 and i.indpred is null and i.indexprs is null)",
-            (spec.name, spec.primary_key)).fetchone()
-        return bool(row and row[0])
+        if self._unique_columns is None:  # one catalog query for every table of the load
+            self._unique_columns = set(self.conn.execute(
+                "select c.relname, a.attname from pg_index i join pg_class c on c.oid = i.indrelid "
+                "join pg_namespace n on n.oid = c.relnamespace join pg_attribute a on a.attrelid = c.oid "
+                "and a.attnum = i.indkey[0] where n.nspname = 'public' and i.indisunique and i.indnkeyatts = 1 "
+                "and i.indpred is null and i.indexprs is null").fetchall())
+        return (spec.name, spec.primary_key) in self._unique_columns
 
     def close(self) -> None:
         self.conn.close()  # also ends the read-only snapshot transaction (rolled back: nothing to keep)

@@ -77,10 +77,11 @@ def has_duplicate_keys(conn: psycopg.Connection, spec: Table) -> bool:
 
 
 def compare_with_landing(conn: psycopg.Connection, spec: Table, code: str, changes: TableChanges) -> None:
-    """Candidates (cand_<table>) and gone keys (gone_<table>) from the listing against landing."""
+    """diff_<table>: the candidates (_row set) and the gone keys (_row null, _id the key), from the listing
+    against landing. Keys are unique in the listing here (the caller checked)."""
     pk = sql.Identifier(spec.primary_key)
     # A text comparison of keys: a source key that is not a valid integer is simply a candidate, and its
-    # staging reports it. Keys are unique in the listing here (the caller checked).
+    # staging reports it.
     conn.execute(sql.SQL(
         "create temp table {diff} on commit drop as "
         "select s._row, s._key, l.{pk} as _id, l._deleted as _was_deleted "
@@ -89,48 +90,42 @@ def compare_with_landing(conn: psycopg.Connection, spec: Table, code: str, chang
         "where (s._row is not null and (l.{pk} is null or l._deleted or l._row_hash is distinct from s._hash)) "
         "or (s._row is null and not l._deleted)").format(
         diff=temp("diff", spec), pk=pk, seen=temp("seen", spec), landing=_landing(spec), code=sql.Literal(code)))
-    conn.execute(sql.SQL("create temp table {cand} on commit drop as select _row, _key from {diff} "
-                         "where _row is not null").format(cand=temp("cand", spec), diff=temp("diff", spec)))
-    conn.execute(sql.SQL("create temp table {gone} on commit drop as select _id as {pk} from {diff} "
-                         "where _row is null").format(gone=temp("gone", spec), pk=pk, diff=temp("diff", spec)))
     counts = conn.execute(sql.SQL(
         "select (select count(*) from {seen}), count(*) filter (where _row is null), "
         "count(*) filter (where _row is not null and _id is null), "
-        "count(*) filter (where _row is not null and _was_deleted) from {diff}").format(
+        "count(*) filter (where _row is not null and _was_deleted), count(_row) from {diff}").format(
         seen=temp("seen", spec), diff=temp("diff", spec))).fetchone()
     assert counts is not None
-    listed, gone, new, returning = (int(value) for value in counts)
-    changes.listed, changes.gone = listed, gone
+    listed, gone, new, returning, candidates = (int(value) for value in counts)
+    changes.listed, changes.gone, changes.candidates = listed, gone, candidates
     changes.live = listed - new - returning + gone
-    changes.candidates = count_candidates(conn, spec)
 
 
-def count_candidates(conn: psycopg.Connection, spec: Table) -> int:
-    row = conn.execute(sql.SQL("select count(*) from {}").format(temp("cand", spec))).fetchone()
-    return int(row[0]) if row else 0
+def gone_keys(spec: Table) -> sql.Composable:
+    """A subquery of the table's gone keys (its diff_<table> exists once the table is staged)."""
+    return sql.SQL("(select _id from {} where _row is null)").format(temp("diff", spec))
 
 
 def add_children_of_gone_parents(conn: psycopg.Connection, spec: Table, code: str,
-                                 gone_parents: dict[str, Table]) -> None:
+                                 gone_parents: dict[str, Table], changes: TableChanges) -> None:
     """Unchanged rows whose parent is gone become candidates, so that the parent check reports them."""
     pk = sql.Identifier(spec.primary_key)
     for fk in spec.foreign_keys:
         parent = gone_parents.get(fk.parent)
         if parent is None:
             continue
-        conn.execute(sql.SQL(
-            "insert into {cand} (_row, _key) select s._row, s._key from {landing} l "
-            "join {gone} g on g.{ppk} = l.{col} join {seen} s on s._key = l.{pk}::text "
-            "where l.district_code = %s and not l._deleted "
-            "and not exists (select 1 from {cand} c where c._row = s._row)").format(
-            cand=temp("cand", spec), landing=_landing(spec), gone=temp("gone", parent),
-            ppk=sql.Identifier(parent.primary_key), col=sql.Identifier(fk.column), seen=temp("seen", spec), pk=pk),
-            (code,))
+        changes.candidates += conn.execute(sql.SQL(
+            "insert into {diff} (_row, _key) select s._row, s._key from {landing} l "
+            "join {seen} s on s._key = l.{pk}::text where l.district_code = %s and not l._deleted "
+            "and l.{col} in {gone} and not exists (select 1 from {diff} c where c._row = s._row)").format(
+            diff=temp("diff", spec), landing=_landing(spec), gone=gone_keys(parent), col=sql.Identifier(fk.column),
+            seen=temp("seen", spec), pk=pk), (code,)).rowcount
 
 
 def candidate_keys(conn: psycopg.Connection, spec: Table) -> list[str] | None:
     """The candidates' keys in source order; None when one is missing (it cannot be fetched by key)."""
-    rows = conn.execute(sql.SQL("select _key from {} order by _row").format(temp("cand", spec))).fetchall()
+    rows = conn.execute(sql.SQL("select _key from {} where _row is not null order by _row").format(
+        temp("diff", spec))).fetchall()
     keys = [row[0] for row in rows]
     return None if any(key is None for key in keys) else keys
 
@@ -140,29 +135,28 @@ def number_fetched_rows(conn: psycopg.Connection, spec: Table, fetched: sql.Iden
     columns = sql.SQL(", ").join(sql.Identifier(n) for n in spec.column_names)
     conn.execute(sql.SQL(
         "insert into {raw} (_row, {cols}) overriding system value select c._row, {fcols} from {fetched} f "
-        "join {cand} c on c._key = f.{pk}").format(
+        "join {diff} c on c._key = f.{pk} and c._row is not null").format(
         raw=raw, cols=columns, fcols=sql.SQL(", ").join(sql.Identifier("f", n) for n in spec.column_names),
-        fetched=fetched, cand=temp("cand", spec), pk=sql.Identifier(spec.primary_key)))
+        fetched=fetched, diff=temp("diff", spec), pk=sql.Identifier(spec.primary_key)))
 
 
 def gone_after_full_staging(conn: psycopg.Connection, spec: Table, code: str, new: sql.Identifier,
                             changes: TableChanges) -> None:
-    """gone_<table> and the live count when every source row is staged in `new`."""
+    """diff_<table>'s gone keys and the live count when every source row is staged in `new`."""
     pk = sql.Identifier(spec.primary_key)
-    conn.execute(sql.SQL("drop table if exists {}").format(temp("gone", spec)))  # the listing's, if compared
-    conn.execute(sql.SQL("create temp table {gone} ({pk} {type}) on commit drop").format(
-        gone=temp("gone", spec), pk=pk, type=sql.SQL(spec.column(spec.primary_key).type)))
+    conn.execute(sql.SQL("drop table if exists {}").format(temp("diff", spec)))  # the listing's, if compared
+    conn.execute(sql.SQL("create temp table {diff} (_row bigint, _key text, _id {type}, _was_deleted boolean) "
+                         "on commit drop").format(diff=temp("diff", spec),
+                                                  type=sql.SQL(spec.column(spec.primary_key).type)))
     if changes.landing_empty:
         return
-    conn.execute(sql.SQL(
-        "insert into {gone} select l.{pk} from {landing} l where l.district_code = %s and not l._deleted "
+    changes.gone = conn.execute(sql.SQL(
+        "insert into {diff} (_id) select l.{pk} from {landing} l where l.district_code = %s and not l._deleted "
         "and not exists (select 1 from {new} n where n.{pk} = l.{pk})").format(
-        gone=temp("gone", spec), pk=pk, landing=_landing(spec), new=new), (code,))
-    row = conn.execute(sql.SQL(
-        "select count(*), (select count(*) from {gone}) from {landing} where district_code = %s and not _deleted"
-    ).format(gone=temp("gone", spec), landing=_landing(spec)), (code,)).fetchone()
-    assert row is not None
-    changes.live, changes.gone = int(row[0]), int(row[1])
+        diff=temp("diff", spec), pk=pk, landing=_landing(spec), new=new), (code,)).rowcount
+    row = conn.execute(sql.SQL("select count(*) from {} where district_code = %s and not _deleted").format(
+        _landing(spec)), (code,)).fetchone()
+    changes.live = int(row[0]) if row else 0
 
 
 def add_unique_partners(conn: psycopg.Connection, spec: Table, code: str, new: sql.Identifier) -> None:

@@ -11,7 +11,10 @@ A load that would flag too many of a table's live rows deleted is refused before
 
 from __future__ import annotations
 
+import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import psycopg
@@ -29,6 +32,7 @@ from orchestration.landing.changes import (
     compare_with_landing,
     create_listing,
     gone_after_full_staging,
+    gone_keys,
     has_duplicate_keys,
     landing_has_rows,
     listing_from_file,
@@ -38,6 +42,7 @@ from orchestration.landing.changes import (
 from orchestration.landing.guard import (
     Allowance,
     DeleteGuard,
+    GuardSettingError,
     MassDeleteRefused,
     TableDeletes,
     ensure_override_table,
@@ -45,13 +50,22 @@ from orchestration.landing.guard import (
     min_rows,
     record_allowance,
 )
+from orchestration.landing.retention import prune_after_loads
 from orchestration.warehouse import database
 from orchestration.warehouse.rights import district_scope, require_write
-from orchestration.warehouse.setup import WRITE_ROLE, ensure_district_partition, ensure_partition, ensure_warehouse
+from orchestration.warehouse.setup import (
+    WRITE_ROLE,
+    ensure_district_partition,
+    ensure_partition,
+    ensure_warehouse,
+    partition_name,
+)
 from orchestration.warehouse.writer_lock import district_lock_name, lock_row
 from orchestration.warehouse.writer_sessions import mark_writer_session
 
 LOAD_WORK_MEM = "256MB"
+LOAD_WORKERS_VARIABLE = "ATTENDANCE_LOAD_WORKERS"
+DEFAULT_LOAD_WORKERS = 2
 
 
 class StateDatabaseUnavailable(Exception):
@@ -169,16 +183,18 @@ class _DistrictLoad:
         changes = self.changes[spec.name] = TableChanges(spec)
         changes.landing_empty = not landing_has_rows(self.conn, spec, self.code)
         raw = _raw(spec)
-        self._create_raw(spec, raw)
         try:
             if changes.landing_empty:
+                self._create_raw(spec, raw)
                 self.source.copy_table(spec, raw, self.conn)
             else:
                 self._stage_changes(spec, changes, raw)
         except SourceError as error:
             raise self.fail(str(error), table=spec.name, column=error.column) from None
+        if changes.partial and not changes.candidates:
+            return changes.listed  # nothing new or changed: nothing to check, type or apply
         self._check_values(spec, raw)
-        self._type(spec)
+        self._type(spec, index=not changes.partial)
         if changes.partial:
             add_unique_partners(self.conn, spec, self.code, _new(spec))
         staged = self._check_keys(spec)
@@ -187,6 +203,11 @@ class _DistrictLoad:
             return staged
         return changes.listed
 
+    def _staged(self, spec: Table) -> bool:
+        """Whether new_<table> exists: every table but one whose reload found nothing new or changed."""
+        changes = self.changes[spec.name]
+        return not changes.partial or changes.candidates > 0
+
     def _create_raw(self, spec: Table, name: sql.Identifier) -> None:
         columns = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(n)) for n in spec.column_names)
         self.conn.execute(sql.SQL(
@@ -194,35 +215,40 @@ class _DistrictLoad:
 
     def _stage_changes(self, spec: Table, changes: TableChanges, raw: sql.Identifier) -> None:
         """List the source's keys and hashes, compare them with landing, and copy the candidates into raw."""
-        file_table = temp("file", spec)
+        names = _ids(spec.column_names)
+        file_table: sql.Identifier | None = temp("file", spec)
         seen = create_listing(self.conn, spec)
         if not self.source.copy_row_hashes(spec, seen, self.conn):
+            assert file_table is not None
             self.conn.execute(sql.SQL("drop table {}").format(seen))
             self._create_raw(spec, file_table)
             self.source.copy_table(spec, file_table, self.conn)
             listing_from_file(self.conn, spec, file_table)
+            if has_duplicate_keys(self.conn, spec):  # staged whole: the key check names the duplicates
+                self.conn.execute(sql.SQL("alter table {} rename to {}").format(file_table, raw))
+                return
         elif not self.source.key_is_unique(spec) and has_duplicate_keys(self.conn, spec):
-            self.source.copy_table(spec, raw, self.conn)  # duplicates: staged whole, the key check names them
+            self._create_raw(spec, raw)
+            self.source.copy_table(spec, raw, self.conn)
             return
         else:
             file_table = None
-        if file_table is not None and has_duplicate_keys(self.conn, spec):
-            self.conn.execute(sql.SQL("insert into {raw} (_row, {cols}) overriding system value select _row, {cols} "
-                                      "from {file}").format(raw=raw, cols=_ids(spec.column_names), file=file_table))
-            return
         compare_with_landing(self.conn, spec, self.code, changes)
         gone_parents = {name: other.spec for name, other in self.changes.items() if other.gone}
-        add_children_of_gone_parents(self.conn, spec, self.code, gone_parents)
-        keys = candidate_keys(self.conn, spec)
+        add_children_of_gone_parents(self.conn, spec, self.code, gone_parents, changes)
         if file_table is not None:
             changes.partial = True
-            self.conn.execute(sql.SQL(
-                "insert into {raw} (_row, {cols}) overriding system value select f._row, {fcols} from {file} f "
-                "where f._row in (select _row from {cand})").format(
-                raw=raw, cols=_ids(spec.column_names), fcols=_ids(spec.column_names, "f"), file=file_table,
-                cand=temp("cand", spec)))
+            if changes.candidates:
+                self._create_raw(spec, raw)
+                self.conn.execute(sql.SQL(
+                    "insert into {raw} (_row, {cols}) overriding system value select f._row, {fcols} from {file} f "
+                    "where f._row in (select _row from {diff})").format(
+                    raw=raw, cols=names, fcols=_ids(spec.column_names, "f"), file=file_table,
+                    diff=temp("diff", spec)))
             return
+        keys = candidate_keys(self.conn, spec) if changes.candidates else []
         if keys is None or len(keys) > FETCH_BY_KEY_MAX_SHARE * changes.listed:
+            self._create_raw(spec, raw)
             self.source.copy_table(spec, raw, self.conn)
             return
         changes.partial = True
@@ -230,6 +256,7 @@ class _DistrictLoad:
             fetched = temp("fetched", spec)
             self._create_raw(spec, fetched)
             self.source.copy_rows_by_key(spec, fetched, self.conn, keys)
+            self._create_raw(spec, raw)
             number_fetched_rows(self.conn, spec, fetched, raw)
 
     def _check_values(self, spec: Table, raw: sql.Identifier) -> None:
@@ -250,7 +277,7 @@ class _DistrictLoad:
             raise self.fail(f"{message}: {shown}", table=spec.name, row=self._row(spec, row_number, key),
                             column=column_name)
 
-    def _type(self, spec: Table) -> None:
+    def _type(self, spec: Table, *, index: bool = True) -> None:
         casts = sql.SQL(", ").join(
             sql.SQL("{}::{} as {}").format(sql.Identifier(c.name), sql.SQL(c.type), sql.Identifier(c.name))
             if c.type != "text" else sql.SQL("coalesce({}, '') as {}").format(sql.Identifier(c.name),
@@ -260,8 +287,9 @@ class _DistrictLoad:
         # The row's hash from its text as the source gave it, kept in landing for the next load (changes.py).
         self.conn.execute(sql.SQL("create temp table {} on commit drop as select _row, {}, {}::uuid as _hash from {}"
                                   ).format(_new(spec), casts, row_text_hash(_ids(spec.column_names)), _raw(spec)))
-        self.conn.execute(sql.SQL("create index on {} ({})").format(_new(spec), sql.Identifier(spec.primary_key)))
-        self.conn.execute(sql.SQL("analyze {}").format(_new(spec)))
+        if index:  # a whole table; a reload's few changed rows need neither index nor statistics
+            self.conn.execute(sql.SQL("create index on {} ({})").format(_new(spec), sql.Identifier(spec.primary_key)))
+            self.conn.execute(sql.SQL("analyze {}").format(_new(spec)))
 
     def _check_keys(self, spec: Table) -> int:
         for key_columns in [(spec.primary_key,), *spec.unique]:
@@ -278,20 +306,27 @@ class _DistrictLoad:
         return int(count[0]) if count else 0
 
     def check_parents(self, spec: Table) -> None:
+        if not self._staged(spec):
+            return  # no staged row; unchanged rows whose parent is gone were made candidates (changes.py)
         for fk in spec.foreign_keys:
             parent = next(t for t in TABLES if t.name == fk.parent)
-            # A partly staged parent table also has its unchanged rows: the live landing rows not gone.
-            unchanged = sql.SQL("") if not self.changes[parent.name].partial else sql.SQL(
-                "and not exists (select 1 from {landing} l where l.district_code = {code} and l.{pcol} = c.{col} "
-                "and not l._deleted and not exists (select 1 from {gone} g where g.{ppk} = l.{ppk}))").format(
+            found = []
+            if self._staged(parent):
+                found.append(sql.SQL("exists (select 1 from {parent} p where p.{pcol} = c.{col})").format(
+                    parent=_new(parent), pcol=sql.Identifier(fk.parent_column), col=sql.Identifier(fk.column)))
+            if self.changes[parent.name].partial:
+                # A partly staged parent table also has its unchanged rows: the live landing rows not gone.
+                found.append(sql.SQL(
+                    "exists (select 1 from {landing} l where l.district_code = {code} and l.{pcol} = c.{col} "
+                    "and not l._deleted and l.{ppk} not in {gone})").format(
                     landing=sql.Identifier("landing", parent.name), code=sql.Literal(self.code),
-                    pcol=sql.Identifier(fk.parent_column), col=sql.Identifier(fk.column), gone=temp("gone", parent),
-                    ppk=sql.Identifier(parent.primary_key))
+                    pcol=sql.Identifier(fk.parent_column), col=sql.Identifier(fk.column), gone=gone_keys(parent),
+                    ppk=sql.Identifier(parent.primary_key)))
             orphan = self.conn.execute(sql.SQL(
-                "select c._row, c.{pk}, c.{col} from {child} c where c.{col} is not null and not exists "
-                "(select 1 from {parent} p where p.{pcol} = c.{col}) {unchanged} order by c._row limit 1").format(
+                "select c._row, c.{pk}, c.{col} from {child} c where c.{col} is not null and not ({found}) "
+                "order by c._row limit 1").format(
                     pk=sql.Identifier(spec.primary_key), col=sql.Identifier(fk.column), child=_new(spec),
-                    parent=_new(parent), pcol=sql.Identifier(fk.parent_column), unchanged=unchanged)).fetchone()
+                    found=sql.SQL(" or ").join(found) if found else sql.SQL("false"))).fetchone()
             if orphan:
                 row_number, key, value = orphan
                 raise self.fail(f"{fk.column} {value} has no {fk.parent} row with {fk.parent_column}={value}",
@@ -317,10 +352,11 @@ class _DistrictLoad:
 
     def apply(self, spec: Table, batch_id: int, staged: int) -> TableLoadStats:
         """Apply new_<table> (the staged rows) and gone_<table> to the district's landing partition."""
-        (ensure_district_partition if self.district_level else ensure_partition)(self.conn, spec.name, self.code)
         target = sql.Identifier("landing", spec.name)
         names, pk = spec.column_names, sql.Identifier(spec.primary_key)
         params = {"district": self.code, "batch": batch_id, "table": spec.name}
+        if not self._staged(spec):  # nothing new or changed: only gone keys to flag
+            return TableLoadStats(spec.name, deleted=self._flag_gone(spec, batch_id), unchanged=staged)
         if self.changes[spec.name].landing_empty:  # a first load: nothing to compare with
             inserted = self.conn.execute(sql.SQL(
                 "insert into {target} (district_code, {cols}, _batch_id, _changed_at, _deleted, _row_hash) "
@@ -351,12 +387,32 @@ class _DistrictLoad:
             "(select 1 from {target} l where {match})").format(
                 target=target, cols=_ids(names), new_cols=_ids(names, "n"), new=_new(spec), match=match),
             params).rowcount
-        deleted = self.conn.execute(sql.SQL(
-            "update {target} l set _deleted = true, _batch_id = %(batch)s, _changed_at = now() from {gone} g "
-            "where l.district_code = %(district)s and l.{pk} = g.{pk} and not l._deleted").format(
-                target=target, gone=temp("gone", spec), pk=pk), params).rowcount
+        deleted = self._flag_gone(spec, batch_id)
         return TableLoadStats(spec.name, inserted=inserted, updated=updated, deleted=deleted,
                               unchanged=staged - inserted - updated)
+
+    def _ensure_partitions(self) -> None:
+        """Create the district's missing partitions before reading landing, in the contract's table order.
+
+        Creating a partition locks its parent table exclusively until the load commits; taken up front and
+        in one order, two districts loading at once wait for each other instead of deadlocking (one read a
+        parent the other must lock). A partition that exists is left alone: no lock beyond the reads.
+        """
+        create = ensure_district_partition if self.district_level else ensure_partition
+        for spec in TABLES:
+            exists = self.conn.execute("select to_regclass(%s) is not null", (
+                sql.Identifier("landing", partition_name(spec.name, self.code)).as_string(self.conn),)).fetchone()
+            if not (exists and exists[0]):
+                create(self.conn, spec.name, self.code)
+
+    def _flag_gone(self, spec: Table, batch_id: int) -> int:
+        if not self.changes[spec.name].gone:
+            return 0
+        return self.conn.execute(sql.SQL(
+            "update {target} l set _deleted = true, _batch_id = %s, _changed_at = now() from {diff} g "
+            "where l.district_code = %s and g._row is null and l.{pk} = g._id and not l._deleted").format(
+                target=sql.Identifier("landing", spec.name), diff=temp("diff", spec),
+                pk=sql.Identifier(spec.primary_key)), (batch_id, self.code)).rowcount
 
     def run(self) -> DistrictLoadResult:
         started = time.perf_counter()
@@ -377,6 +433,7 @@ class _DistrictLoad:
                     f"permission denied: loading needs the Write right (membership in role {WRITE_ROLE})") from None
         # One writer per district: a second load of the same district waits here for the first to commit.
         lock_row(conn, district_lock_name(self.code))
+        self._ensure_partitions()
         # The comparison of a large district's key list with landing is one hash join: let it stay in memory.
         conn.execute("select set_config('work_mem', %s, true)", (LOAD_WORK_MEM,))
         batch_row = conn.execute(
@@ -510,34 +567,80 @@ def _reconnect_state() -> psycopg.Connection | None:
         return None
 
 
-def load_districts(districts: list[District], *, allow_mass_delete: str | None = None) -> list[DistrictLoadResult]:
-    """Load each district in turn; a district's failure is recorded and does not stop the others.
+def load_workers() -> int:
+    """ATTENDANCE_LOAD_WORKERS (default 2): how many districts load at the same time."""
+    raw = os.environ.get(LOAD_WORKERS_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_LOAD_WORKERS
+    if not raw.isdigit() or not 1 <= int(raw) <= 64:
+        raise GuardSettingError(f"environment variable {LOAD_WORKERS_VARIABLE}={raw!r} is not a number of "
+                                "districts to load at once between 1 and 64")
+    return int(raw)
 
-    Raises StateDatabaseUnavailable when the state database cannot be reached before any load; a server
-    lost midway fails the district being loaded and every later one that cannot reconnect.
-    """
-    global_max_share(), min_rows()  # a malformed guard setting is refused before anything is written
+
+class _DistrictQueue:
+    """Hands out the districts in order to the load workers; results land at the district's position."""
+
+    def __init__(self, districts: list[District]) -> None:
+        self.districts = districts
+        self.results: list[DistrictLoadResult | None] = [None] * len(districts)
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> int | None:
+        with self._lock:
+            if self._next >= len(self.districts):
+                return None
+            self._next += 1
+            return self._next - 1
+
+
+def _load_worker(queue: _DistrictQueue, conn: psycopg.Connection | None, allow_mass_delete: str | None) -> None:
+    """Load districts from the queue one after another on this worker's own writer connection."""
     try:
-        prepare_warehouse()
-        conn: psycopg.Connection | None = _connect_state()
-    except psycopg.OperationalError as error:
-        raise StateDatabaseUnavailable(f"cannot reach the state database: {_reason(error)}") from None
-    results: list[DistrictLoadResult] = []
-    try:
-        for district in districts:
+        while (index := queue.take()) is not None:
+            district = queue.districts[index]
             started = time.perf_counter()
             if conn is None or conn.closed:
                 conn = _reconnect_state()
             try:
                 if conn is None:
                     raise DistrictLoadError(district.code, "not loaded: the state database cannot be reached")
-                results.append(load_district(district, conn=conn, allow_mass_delete=allow_mass_delete))
+                queue.results[index] = load_district(district, conn=conn, allow_mass_delete=allow_mass_delete)
             except DistrictLoadError as error:
-                results.append(DistrictLoadResult(district.code, ok=False, error=str(error),
-                                                  duration_s=time.perf_counter() - started))
+                queue.results[index] = DistrictLoadResult(district.code, ok=False, error=str(error),
+                                                          duration_s=time.perf_counter() - started)
                 if conn is not None:
                     _record_failure(conn, district.code, str(error))
     finally:
         if conn is not None:
             conn.close()
-    return results
+
+
+def load_districts(districts: list[District], *, allow_mass_delete: str | None = None) -> list[DistrictLoadResult]:
+    """Load the districts, two at a time (load_workers), each in its own transaction; a district's failure
+    is recorded and does not stop the others. Results come in the order of `districts`.
+
+    The caller's writer lock covers the whole run: every worker connection is marked as a writer session
+    (writer_sessions.py), so a killed run's loads are ended like a single connection's.
+    Raises StateDatabaseUnavailable when the state database cannot be reached before any load; a server
+    lost midway fails the district being loaded and every later one that cannot reconnect.
+    """
+    global_max_share(), min_rows()  # a malformed guard setting is refused before anything is written
+    workers = max(1, min(load_workers(), len(districts)))
+    try:
+        prepare_warehouse()
+        first: psycopg.Connection | None = _connect_state()
+    except psycopg.OperationalError as error:
+        raise StateDatabaseUnavailable(f"cannot reach the state database: {_reason(error)}") from None
+    queue = _DistrictQueue(districts)
+    if workers == 1:
+        _load_worker(queue, first, allow_mass_delete)
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="landing-load") as pool:
+            futures = [pool.submit(_load_worker, queue, first if i == 0 else _reconnect_state(), allow_mass_delete)
+                       for i in range(workers)]
+            for future in futures:
+                future.result()  # an unexpected error surfaces here, as it did from a single loop
+    prune_after_loads()
+    return [result for result in queue.results if result is not None]
