@@ -29,7 +29,9 @@ from orchestration.landing.changes import (
     add_children_of_gone_parents,
     add_unique_partners,
     candidate_keys,
+    candidate_rows,
     compare_with_landing,
+    create_change_tables,
     create_listing,
     gone_after_full_staging,
     gone_keys,
@@ -91,6 +93,7 @@ class TableLoadStats:
     deleted: int = 0
     unchanged: int = 0
     duration_s: float = 0.0
+    staged: int = 0  # rows copied in full, checked and typed: new and changed ones (all on a first load)
 
 
 @dataclass
@@ -197,7 +200,7 @@ class _DistrictLoad:
         self._type(spec, index=not changes.partial)
         if changes.partial:
             add_unique_partners(self.conn, spec, self.code, _new(spec))
-        staged = self._check_keys(spec)
+        staged = changes.staged = self._check_keys(spec)
         if not changes.partial:
             gone_after_full_staging(self.conn, spec, self.code, _new(spec), changes)
             return staged
@@ -217,10 +220,9 @@ class _DistrictLoad:
         """List the source's keys and hashes, compare them with landing, and copy the candidates into raw."""
         names = _ids(spec.column_names)
         file_table: sql.Identifier | None = temp("file", spec)
-        seen = create_listing(self.conn, spec)
+        seen = create_listing(self.conn, max((other.listed for other in self.changes.values()), default=0))
         if not self.source.copy_row_hashes(spec, seen, self.conn):
             assert file_table is not None
-            self.conn.execute(sql.SQL("drop table {}").format(seen))
             self._create_raw(spec, file_table)
             self.source.copy_table(spec, file_table, self.conn)
             listing_from_file(self.conn, spec, file_table)
@@ -242,9 +244,9 @@ class _DistrictLoad:
                 self._create_raw(spec, raw)
                 self.conn.execute(sql.SQL(
                     "insert into {raw} (_row, {cols}) overriding system value select f._row, {fcols} from {file} f "
-                    "where f._row in (select _row from {diff})").format(
+                    "where f._row in {candidates}").format(
                     raw=raw, cols=names, fcols=_ids(spec.column_names, "f"), file=file_table,
-                    diff=temp("diff", spec)))
+                    candidates=candidate_rows(spec)))
             return
         keys = candidate_keys(self.conn, spec) if changes.candidates else []
         if keys is None or len(keys) > FETCH_BY_KEY_MAX_SHARE * changes.listed:
@@ -289,7 +291,8 @@ class _DistrictLoad:
                                   ).format(_new(spec), casts, row_text_hash(_ids(spec.column_names)), _raw(spec)))
         if index:  # a whole table; a reload's few changed rows need neither index nor statistics
             self.conn.execute(sql.SQL("create index on {} ({})").format(_new(spec), sql.Identifier(spec.primary_key)))
-            self.conn.execute(sql.SQL("analyze {}").format(_new(spec)))
+            if not self.changes[spec.name].landing_empty:  # a first load joins it with no landing rows
+                self.conn.execute(sql.SQL("analyze {}").format(_new(spec)))
 
     def _check_keys(self, spec: Table) -> int:
         for key_columns in [(spec.primary_key,), *spec.unique]:
@@ -409,9 +412,9 @@ class _DistrictLoad:
         if not self.changes[spec.name].gone:
             return 0
         return self.conn.execute(sql.SQL(
-            "update {target} l set _deleted = true, _batch_id = %s, _changed_at = now() from {diff} g "
-            "where l.district_code = %s and g._row is null and l.{pk} = g._id and not l._deleted").format(
-                target=sql.Identifier("landing", spec.name), diff=temp("diff", spec),
+            "update {target} l set _deleted = true, _batch_id = %s, _changed_at = now() "
+            "where l.district_code = %s and l.{pk} in {gone} and not l._deleted").format(
+                target=sql.Identifier("landing", spec.name), gone=gone_keys(spec),
                 pk=sql.Identifier(spec.primary_key)), (batch_id, self.code)).rowcount
 
     def run(self) -> DistrictLoadResult:
@@ -434,6 +437,7 @@ class _DistrictLoad:
         # One writer per district: a second load of the same district waits here for the first to commit.
         lock_row(conn, district_lock_name(self.code))
         self._ensure_partitions()
+        create_change_tables(conn)
         # The comparison of a large district's key list with landing is one hash join: let it stay in memory.
         conn.execute("select set_config('work_mem', %s, true)", (LOAD_WORK_MEM,))
         batch_row = conn.execute(
@@ -456,6 +460,7 @@ class _DistrictLoad:
         for spec in TABLES:
             t0 = time.perf_counter()
             stats = self.apply(spec, batch_id, staged[spec.name])
+            stats.staged = self.changes[spec.name].staged
             stats.duration_s = timings[spec.name] + time.perf_counter() - t0
             result.tables.append(stats)
             conn.execute(
