@@ -9,7 +9,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from orchestration.districts.registry import District, DistrictSource
+from orchestration.cli import main as cli_main
+from orchestration.districts.registry import District, DistrictSource, write_registry
 from orchestration.landing.load import DistrictLoadResult, load_districts, prepare_warehouse
 from orchestration.landing.retention import prune_superseded_rows
 from orchestration.warehouse import database
@@ -209,3 +210,16 @@ def test_superseded_images_are_pruned_once_every_model_incorporated_their_batch(
     with database.connect() as conn:
         remaining = conn.execute("select count(*) from landing.superseded_row where district_code = 'D01'").fetchone()
         assert remaining == (0,)
+
+
+def test_a_malformed_worker_count_is_refused_before_anything_loads(
+        state_db: str, make_district: MakeDistrict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    registry = tmp_path / "registry.yml"
+    write_registry(registry, [make_district("D01")])
+    monkeypatch.setenv("ATTENDANCE_LOAD_WORKERS", "two")
+    assert cli_main(["--registry", str(registry), "load"]) == 2
+    assert "environment variable ATTENDANCE_LOAD_WORKERS='two' is not a number of districts to load at once " \
+           "between 1 and 64" in capsys.readouterr().err
+    with database.connect() as conn:
+        assert conn.execute("select to_regclass('landing.load_batch')").fetchone() == (None,)
