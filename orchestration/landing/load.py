@@ -173,6 +173,8 @@ class _DistrictLoad:
         self.guard = guard or DeleteGuard.for_district(district, None)
         self.district_level = False  # loading with a district-level Write right (run() decides)
         self.changes: dict[str, TableChanges] = {}
+        self.missing_partitions: set[str] = set()
+        self.create_at_apply = False
 
     def fail(self, message: str, **where: str | None) -> DistrictLoadError:
         return DistrictLoadError(self.code, message, **where)
@@ -184,7 +186,9 @@ class _DistrictLoad:
         """Stage the table's new and changed rows (every row on a first load) in new_<table>, checking every
         staged value and key; return the number of source rows (changes.py)."""
         changes = self.changes[spec.name] = TableChanges(spec)
-        changes.landing_empty = not landing_has_rows(self.conn, spec, self.code)
+        # A missing partition is not read through its parent: that would lock the parent (_ensure_partitions).
+        changes.landing_empty = spec.name in self.missing_partitions or not landing_has_rows(
+            self.conn, spec, self.code)
         raw = _raw(spec)
         try:
             if changes.landing_empty:
@@ -355,6 +359,8 @@ class _DistrictLoad:
 
     def apply(self, spec: Table, batch_id: int, staged: int) -> TableLoadStats:
         """Apply new_<table> (the staged rows) and gone_<table> to the district's landing partition."""
+        if self.create_at_apply:
+            (ensure_district_partition if self.district_level else ensure_partition)(self.conn, spec.name, self.code)
         target = sql.Identifier("landing", spec.name)
         names, pk = spec.column_names, sql.Identifier(spec.primary_key)
         params = {"district": self.code, "batch": batch_id, "table": spec.name}
@@ -395,18 +401,26 @@ class _DistrictLoad:
                               unchanged=staged - inserted - updated)
 
     def _ensure_partitions(self) -> None:
-        """Create the district's missing partitions before reading landing, in the contract's table order.
+        """Create the district's missing partitions where they cannot deadlock with another district's load.
 
-        Creating a partition locks its parent table exclusively until the load commits; taken up front and
-        in one order, two districts loading at once wait for each other instead of deadlocking (one read a
-        parent the other must lock). A partition that exists is left alone: no lock beyond the reads.
+        Creating a partition locks its parent table exclusively until the load commits, and two districts
+        load at once. Every load takes those locks in the contract's table order and before reading the
+        tables concerned: a first load (every partition missing) reads no landing table and creates each
+        partition as it applies it, so that another district's first load still runs alongside until then;
+        a district missing only some partitions creates them here, before reading anything.
         """
         create = ensure_district_partition if self.district_level else ensure_partition
-        for spec in TABLES:
-            exists = self.conn.execute("select to_regclass(%s) is not null", (
-                sql.Identifier("landing", partition_name(spec.name, self.code)).as_string(self.conn),)).fetchone()
-            if not (exists and exists[0]):
-                create(self.conn, spec.name, self.code)
+        self.missing_partitions = {spec.name for spec in TABLES if not self._partition_exists(spec)}
+        self.create_at_apply = len(self.missing_partitions) == len(TABLES)
+        if not self.create_at_apply:
+            for spec in TABLES:
+                if spec.name in self.missing_partitions:
+                    create(self.conn, spec.name, self.code)
+
+    def _partition_exists(self, spec: Table) -> bool:
+        exists = self.conn.execute("select to_regclass(%s) is not null", (
+            sql.Identifier("landing", partition_name(spec.name, self.code)).as_string(self.conn),)).fetchone()
+        return bool(exists and exists[0])
 
     def _flag_gone(self, spec: Table, batch_id: int) -> int:
         if not self.changes[spec.name].gone:
