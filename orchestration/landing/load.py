@@ -52,7 +52,7 @@ from orchestration.landing.guard import (
     min_rows,
     record_allowance,
 )
-from orchestration.landing.retention import prune_after_loads
+from orchestration.landing.retention import prune_superseded_rows
 from orchestration.warehouse import database
 from orchestration.warehouse.rights import district_scope, require_write
 from orchestration.warehouse.setup import (
@@ -451,6 +451,8 @@ class _DistrictLoad:
         # One writer per district: a second load of the same district waits here for the first to commit.
         lock_row(conn, district_lock_name(self.code))
         self._ensure_partitions()
+        if not self.district_level:  # a district-level writer may not delete them; a state-level load will
+            prune_superseded_rows(conn, self.code)
         create_change_tables(conn)
         # The comparison of a large district's key list with landing is one hash join: let it stay in memory.
         conn.execute("select set_config('work_mem', %s, true)", (LOAD_WORK_MEM,))
@@ -661,5 +663,4 @@ def load_districts(districts: list[District], *, allow_mass_delete: str | None =
                        for i in range(workers)]
             for future in futures:
                 future.result()  # an unexpected error surfaces here, as it did from a single loop
-    prune_after_loads()
     return [result for result in queue.results if result is not None]

@@ -10,16 +10,13 @@ time builds that district whole and needs no image. Pruned after every landing r
 from __future__ import annotations
 
 import psycopg
-from psycopg import sql
-
-from orchestration.warehouse import database
-from orchestration.warehouse.setup import WRITE_ROLE
 
 _PRUNE = """
 delete from landing.superseded_row as superseded
 using (
     select district_code, min(landing_batch_id) as horizon
     from state.model_build
+    where %(district)s::text is null or district_code = %(district)s
     group by district_code
     having count(landing_batch_id) = count(*)
 ) as incorporated
@@ -28,21 +25,11 @@ where superseded.district_code = incorporated.district_code
 """
 
 
-def prune_superseded_rows(conn: psycopg.Connection) -> int:
-    """Delete the images every model of their district has incorporated; return how many went."""
+def prune_superseded_rows(conn: psycopg.Connection, district_code: str | None = None) -> int:
+    """Delete the images every model of their district (or of `district_code` only) has incorporated;
+    return how many went."""
     exists = conn.execute("select to_regclass('state.model_build') is not null "
                           "and to_regclass('landing.superseded_row') is not null").fetchone()
     if not (exists and exists[0]):
         return 0  # nothing built yet: every image may still be needed
-    return conn.execute(_PRUNE).rowcount
-
-
-def prune_after_loads() -> int:
-    """prune_superseded_rows in a transaction of its own, as the write role; a user who may not (a
-    district-level writer) or a state database that went away leaves the images for the next run."""
-    try:
-        with database.connect() as conn, conn.transaction():
-            conn.execute(sql.SQL("set local role {}").format(sql.Identifier(WRITE_ROLE)))
-            return prune_superseded_rows(conn)
-    except (psycopg.errors.InsufficientPrivilege, psycopg.OperationalError):
-        return 0
+    return conn.execute(_PRUNE, {"district": district_code}).rowcount
