@@ -167,8 +167,9 @@ class _DistrictLoad:
     """One district's load inside one transaction on `conn`."""
 
     def __init__(self, conn: psycopg.Connection, district: District, source: DistrictSource,
-                 guard: DeleteGuard | None = None) -> None:
+                 guard: DeleteGuard | None = None, batch_id: int | None = None) -> None:
         self.conn, self.district, self.source = conn, district, source
+        self.reserved_batch_id = batch_id
         self.code = district.code
         self.guard = guard or DeleteGuard.for_district(district, None)
         self.district_level = False  # loading with a district-level Write right (run() decides)
@@ -456,9 +457,14 @@ class _DistrictLoad:
         create_change_tables(conn)
         # The comparison of a large district's key list with landing is one hash join: let it stay in memory.
         conn.execute("select set_config('work_mem', %s, true)", (LOAD_WORK_MEM,))
-        batch_row = conn.execute(
-            "insert into landing.load_batch (district_code, started_at) values (%s, now()) returning batch_id",
-            (self.code,)).fetchone()
+        if self.reserved_batch_id is None:
+            batch_row = conn.execute(
+                "insert into landing.load_batch (district_code, started_at) values (%s, now()) returning batch_id",
+                (self.code,)).fetchone()
+        else:
+            batch_row = conn.execute(
+                "insert into landing.load_batch (batch_id, district_code, started_at) overriding system value "
+                "values (%s, %s, now()) returning batch_id", (self.reserved_batch_id, self.code)).fetchone()
         assert batch_row is not None
         batch_id = int(batch_row[0])
         timings: dict[str, float] = {}
@@ -511,7 +517,7 @@ def _database_error(conn: psycopg.Connection, error: psycopg.Error) -> str:
 
 
 def load_district(district: District, *, conn: psycopg.Connection | None = None,
-                  allow_mass_delete: str | None = None) -> DistrictLoadResult:
+                  allow_mass_delete: str | None = None, batch_id: int | None = None) -> DistrictLoadResult:
     """Load one district in one transaction; raise DistrictLoadError with landing left as it was.
 
     `allow_mass_delete` names the operator's explicit override of the mass-delete guard (e.g. the CLI
@@ -531,7 +537,7 @@ def load_district(district: District, *, conn: psycopg.Connection | None = None,
             raise DistrictLoadError(district.code, str(error).removeprefix(f"district {district.code}: ")) from None
         try:
             with conn.transaction():
-                result = _DistrictLoad(conn, district, source, guard).run()
+                result = _DistrictLoad(conn, district, source, guard, batch_id).run()
                 record_loaded_district(conn, district)
                 return result
         except psycopg.Error as error:
@@ -602,8 +608,9 @@ def load_workers() -> int:
 class _DistrictQueue:
     """Hands out the districts in order to the load workers; results land at the district's position."""
 
-    def __init__(self, districts: list[District]) -> None:
+    def __init__(self, districts: list[District], batch_ids: list[int] | None) -> None:
         self.districts = districts
+        self.batch_ids = batch_ids
         self.results: list[DistrictLoadResult | None] = [None] * len(districts)
         self._next = 0
         self._lock = threading.Lock()
@@ -627,7 +634,9 @@ def _load_worker(queue: _DistrictQueue, conn: psycopg.Connection | None, allow_m
             try:
                 if conn is None:
                     raise DistrictLoadError(district.code, "not loaded: the state database cannot be reached")
-                queue.results[index] = load_district(district, conn=conn, allow_mass_delete=allow_mass_delete)
+                batch_id = queue.batch_ids[index] if queue.batch_ids else None
+                queue.results[index] = load_district(district, conn=conn, allow_mass_delete=allow_mass_delete,
+                                                     batch_id=batch_id)
             except DistrictLoadError as error:
                 queue.results[index] = DistrictLoadResult(district.code, ok=False, error=str(error),
                                                           duration_s=time.perf_counter() - started)
@@ -636,6 +645,19 @@ def _load_worker(queue: _DistrictQueue, conn: psycopg.Connection | None, allow_m
     finally:
         if conn is not None:
             conn.close()
+
+
+def _reserve_batch_ids(conn: psycopg.Connection, count: int) -> list[int] | None:
+    """Batch ids for the districts in their order, as one district after another would draw them: loads
+    that run side by side then stamp the same ids as a serial run would, whichever starts first. None
+    for a user who may not draw them (a district-level writer): each load draws its own."""
+    try:
+        with conn.transaction():
+            rows = conn.execute("select nextval(pg_get_serial_sequence('landing.load_batch', 'batch_id')) "
+                                "from generate_series(1, %s)", (count,)).fetchall()
+    except psycopg.errors.InsufficientPrivilege:
+        return None
+    return sorted(int(row[0]) for row in rows)
 
 
 def load_districts(districts: list[District], *, allow_mass_delete: str | None = None) -> list[DistrictLoadResult]:
@@ -654,7 +676,7 @@ def load_districts(districts: list[District], *, allow_mass_delete: str | None =
         first: psycopg.Connection | None = _connect_state()
     except psycopg.OperationalError as error:
         raise StateDatabaseUnavailable(f"cannot reach the state database: {_reason(error)}") from None
-    queue = _DistrictQueue(districts)
+    queue = _DistrictQueue(districts, _reserve_batch_ids(first, len(districts)) if workers > 1 else None)
     if workers == 1:
         _load_worker(queue, first, allow_mass_delete)
     else:
