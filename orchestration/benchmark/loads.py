@@ -10,7 +10,7 @@ from psycopg import sql
 
 from orchestration.districts.contract import TABLES
 from orchestration.districts.registry import District
-from orchestration.landing.load import load_districts
+from orchestration.landing.load import load_districts, load_workers
 from orchestration.warehouse import database
 
 
@@ -54,7 +54,7 @@ def compare_load_with_plain_copy(districts: list[District], section: Any,
     with timed() as first:
         rows = _load(districts)
     with timed() as reload:
-        _load(districts)  # the weekly resync of unchanged data: every row compared, none written
+        _load(districts)  # the weekly resync of unchanged data: every row's hash compared, none written
     with timed() as floor:
         copied = plain_copy(districts)
     if copied != rows:
@@ -63,7 +63,13 @@ def compare_load_with_plain_copy(districts: list[District], section: Any,
                          ("plain COPY into an empty table", floor)):
         section.rows.append({"step": step, "rows": rows, **timing,
                              "rows_per_s": round(rows / timing["seconds"]) if timing["seconds"] else None})
-    section.notes.append(f"the first load takes {first['seconds'] / floor['seconds']:.1f}x the time of a plain "
-                         f"COPY of the same {rows:,} rows (validation, typing, diff, partition and key upkeep)")
-    section.notes.append(f"an identical reload takes {reload['seconds'] / floor['seconds']:.1f}x a plain COPY")
+    first_ratio, reload_ratio = first["seconds"] / floor["seconds"], reload["seconds"] / floor["seconds"]
+    if hasattr(section, "target"):
+        section.target("identical reload / plain COPY of the same rows", reload_ratio, 1.0)
+        section.target("first load / plain COPY of the same rows", first_ratio, 2.0)
+    section.notes.append(f"the first load takes {first_ratio:.1f}x the time of a plain COPY of the same {rows:,} rows "
+                         "(every row checked, typed and indexed; partitions created)")
+    section.notes.append(f"an identical reload takes {reload_ratio:.1f}x a plain COPY: only each row's key and hash "
+                         "are read (hashed by the district database) and compared with landing; nothing is staged "
+                         f"or written; {load_workers()} districts load at a time (ATTENDANCE_LOAD_WORKERS)")
     return section

@@ -56,7 +56,30 @@ class DistrictSource(Protocol):
         """How an error names the `row_number`-th row copied (1-based) of `spec`."""
         ...
 
+    def copy_row_hashes(self, spec: Table, target: sql.Composable, state: psycopg.Connection) -> bool:
+        """Stream (key as text, row hash) of every row, in key order, into `target`'s (_key, _hash).
+
+        The hash is md5 of the row's text form (row_text_hash); False when the source cannot compute it
+        itself (CSV: the loader copies the file and hashes it on the state side).
+        """
+        ...
+
+    def copy_rows_by_key(self, spec: Table, target: sql.Composable, state: psycopg.Connection,
+                         keys: list[str]) -> None:
+        """Stream the rows with these keys (text form, as copy_row_hashes gave them) into `target`."""
+        ...
+
+    def key_is_unique(self, spec: Table) -> bool:
+        """True when the source itself guarantees that the table's key is unique (a constraint)."""
+        ...
+
     def close(self) -> None: ...
+
+
+def row_text_hash(columns: sql.Composable) -> sql.Composable:
+    """md5 of a row's text form: the same on the district side (typed columns) and the state side (their
+    text as COPY moved it), because a row's text form is made of its columns' own output texts."""
+    return sql.SQL("md5(row({})::text)").format(columns)
 
 
 def scrub_password(message: str, conninfo: str) -> str:
@@ -100,6 +123,7 @@ class DatabaseSource:
         self.conn.autocommit = False
         self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         self.conn.read_only = True
+        self._unique_columns: set[tuple[str, str]] | None = None
         try:
             self.columns = self._columns()
         except psycopg.Error as error:
@@ -147,6 +171,65 @@ class DatabaseSource:
 
     def describe_row(self, spec: Table, row_number: int, key: str | None) -> str:
         return self.locator.describe(row_number, key, spec.primary_key)
+
+    def _check_columns(self, spec: Table) -> None:
+        present = self.columns.get(spec.name)
+        if present is None:
+            raise SourceError("table is missing from the district database", table=spec.name)
+        missing = [name for name in spec.column_names if name not in present]
+        if missing:
+            raise SourceError(f"column {missing[0]} is missing from the district database", table=spec.name,
+                              column=missing[0])
+
+    def _copy_out(self, query: sql.Composable, load: sql.Composable, spec: Table, state: psycopg.Connection) -> None:
+        with state.cursor().copy(load) as into:
+            try:
+                with self.conn.cursor().copy(query) as out:
+                    for chunk in out:
+                        into.write(chunk)
+            except psycopg.OperationalError as error:
+                if not self.conn.closed:
+                    raise
+                raise SourceError(f"lost the connection to the district database while reading: {_reason(error)}",
+                                  table=spec.name) from None
+
+    def copy_row_hashes(self, spec: Table, target: sql.Composable, state: psycopg.Connection) -> bool:
+        self._check_columns(spec)
+        pk = sql.Identifier(spec.primary_key)
+        columns = sql.SQL(", ").join(sql.Identifier(n) for n in spec.column_names)
+        query = sql.SQL("copy (select {pk}::text, {hash} from public.{table} order by {pk}) to stdout").format(
+            pk=pk, hash=row_text_hash(columns), table=sql.Identifier(spec.name))
+        self._copy_out(query, sql.SQL("copy {} (_key, _hash) from stdin").format(target), spec, state)
+        return True
+
+    def _key_type(self, spec: Table) -> str:
+        row = self.conn.execute(
+            "select format_type(a.atttypid, a.atttypmod) from pg_attribute a join pg_class c on c.oid = a.attrelid "
+            "join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'public' and c.relname = %s "
+            "and a.attname = %s and not a.attisdropped", (spec.name, spec.primary_key)).fetchone()
+        return str(row[0]) if row else "text"
+
+    def copy_rows_by_key(self, spec: Table, target: sql.Composable, state: psycopg.Connection,
+                         keys: list[str]) -> None:
+        names = spec.column_names
+        pk = sql.Identifier(spec.primary_key)
+        # COPY takes no parameters: the keys go in as one literal array, cast to the key's own type so that
+        # the district's key index finds them.
+        query = sql.SQL("copy (select {cols} from public.{table} where {pk} = any({keys}::{type}[]) order by {pk}) "
+                        "to stdout").format(
+            cols=sql.SQL(", ").join(sql.Identifier(n) for n in names), table=sql.Identifier(spec.name), pk=pk,
+            keys=sql.Literal(keys), type=sql.SQL(self._key_type(spec)))
+        load = sql.SQL("copy {} ({}) from stdin").format(target, sql.SQL(", ").join(sql.Identifier(n) for n in names))
+        self._copy_out(query, load, spec, state)
+
+    def key_is_unique(self, spec: Table) -> bool:
+        if self._unique_columns is None:  # one catalog query for every table of the load
+            self._unique_columns = set(self.conn.execute(
+                "select c.relname, a.attname from pg_index i join pg_class c on c.oid = i.indrelid "
+                "join pg_namespace n on n.oid = c.relnamespace join pg_attribute a on a.attrelid = c.oid "
+                "and a.attnum = i.indkey[0] where n.nspname = 'public' and i.indisunique and i.indnkeyatts = 1 "
+                "and i.indpred is null and i.indexprs is null").fetchall())
+        return (spec.name, spec.primary_key) in self._unique_columns
 
     def close(self) -> None:
         self.conn.close()  # also ends the read-only snapshot transaction (rolled back: nothing to keep)
@@ -298,6 +381,16 @@ class ExtractSource:
 
     def describe_row(self, spec: Table, row_number: int, key: str | None) -> str:
         return f"line {record_start_line(self._path(spec), row_number)}"
+
+    def copy_row_hashes(self, spec: Table, target: sql.Composable, state: psycopg.Connection) -> bool:
+        return False  # a file has no query engine: the loader copies it whole and hashes on the state side
+
+    def copy_rows_by_key(self, spec: Table, target: sql.Composable, state: psycopg.Connection,
+                         keys: list[str]) -> None:
+        raise NotImplementedError("an extract is always copied whole")
+
+    def key_is_unique(self, spec: Table) -> bool:
+        return False
 
     def close(self) -> None:
         pass

@@ -11,7 +11,10 @@ A load that would flag too many of a table's live rows deleted is refused before
 
 from __future__ import annotations
 
+import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import psycopg
@@ -19,10 +22,29 @@ from psycopg import sql
 
 from orchestration.districts.contract import TABLES, Column, Table
 from orchestration.districts.registry import District, RegistryError
-from orchestration.districts.sources import DistrictSource, SourceError, open_source
+from orchestration.districts.sources import DistrictSource, SourceError, open_source, row_text_hash
+from orchestration.landing.changes import (
+    FETCH_BY_KEY_MAX_SHARE,
+    TableChanges,
+    add_children_of_gone_parents,
+    add_unique_partners,
+    candidate_keys,
+    candidate_rows,
+    compare_with_landing,
+    create_change_tables,
+    create_listing,
+    gone_after_full_staging,
+    gone_keys,
+    has_duplicate_keys,
+    landing_has_rows,
+    listing_from_file,
+    number_fetched_rows,
+    temp,
+)
 from orchestration.landing.guard import (
     Allowance,
     DeleteGuard,
+    GuardSettingError,
     MassDeleteRefused,
     TableDeletes,
     ensure_override_table,
@@ -30,11 +52,22 @@ from orchestration.landing.guard import (
     min_rows,
     record_allowance,
 )
+from orchestration.landing.retention import prune_superseded_rows
 from orchestration.warehouse import database
 from orchestration.warehouse.rights import district_scope, require_write
-from orchestration.warehouse.setup import WRITE_ROLE, ensure_district_partition, ensure_partition, ensure_warehouse
+from orchestration.warehouse.setup import (
+    WRITE_ROLE,
+    ensure_district_partition,
+    ensure_partition,
+    ensure_warehouse,
+    partition_name,
+)
 from orchestration.warehouse.writer_lock import district_lock_name, lock_row
 from orchestration.warehouse.writer_sessions import mark_writer_session
+
+LOAD_WORK_MEM = "256MB"
+LOAD_WORKERS_VARIABLE = "ATTENDANCE_LOAD_WORKERS"
+DEFAULT_LOAD_WORKERS = 2
 
 
 class StateDatabaseUnavailable(Exception):
@@ -60,6 +93,7 @@ class TableLoadStats:
     deleted: int = 0
     unchanged: int = 0
     duration_s: float = 0.0
+    staged: int = 0  # rows copied in full, checked and typed: new and changed ones (all on a first load)
 
 
 @dataclass
@@ -133,11 +167,15 @@ class _DistrictLoad:
     """One district's load inside one transaction on `conn`."""
 
     def __init__(self, conn: psycopg.Connection, district: District, source: DistrictSource,
-                 guard: DeleteGuard | None = None) -> None:
+                 guard: DeleteGuard | None = None, batch_id: int | None = None) -> None:
         self.conn, self.district, self.source = conn, district, source
+        self.reserved_batch_id = batch_id
         self.code = district.code
         self.guard = guard or DeleteGuard.for_district(district, None)
         self.district_level = False  # loading with a district-level Write right (run() decides)
+        self.changes: dict[str, TableChanges] = {}
+        self.missing_partitions: set[str] = set()
+        self.create_at_apply = False
 
     def fail(self, message: str, **where: str | None) -> DistrictLoadError:
         return DistrictLoadError(self.code, message, **where)
@@ -146,15 +184,89 @@ class _DistrictLoad:
         return self.source.describe_row(spec, row_number, key)
 
     def stage(self, spec: Table) -> int:
-        """COPY the source rows into raw_<table> (text) and check every value; return the row count."""
+        """Stage the table's new and changed rows (every row on a first load) in new_<table>, checking every
+        staged value and key; return the number of source rows (changes.py)."""
+        changes = self.changes[spec.name] = TableChanges(spec)
+        # A missing partition is not read through its parent: that would lock the parent (_ensure_partitions).
+        changes.landing_empty = spec.name in self.missing_partitions or not landing_has_rows(
+            self.conn, spec, self.code)
         raw = _raw(spec)
-        columns = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(n)) for n in spec.column_names)
-        self.conn.execute(sql.SQL(
-            "create temp table {} (_row bigint generated always as identity, {}) on commit drop").format(raw, columns))
         try:
-            self.source.copy_table(spec, raw, self.conn)
+            if changes.landing_empty:
+                self._create_raw(spec, raw)
+                self.source.copy_table(spec, raw, self.conn)
+            else:
+                self._stage_changes(spec, changes, raw)
         except SourceError as error:
             raise self.fail(str(error), table=spec.name, column=error.column) from None
+        if changes.partial and not changes.candidates:
+            return changes.listed  # nothing new or changed: nothing to check, type or apply
+        self._check_values(spec, raw)
+        self._type(spec, index=not changes.partial)
+        if changes.partial:
+            add_unique_partners(self.conn, spec, self.code, _new(spec))
+        staged = changes.staged = self._check_keys(spec)
+        if not changes.partial:
+            gone_after_full_staging(self.conn, spec, self.code, _new(spec), changes)
+            return staged
+        return changes.listed
+
+    def _staged(self, spec: Table) -> bool:
+        """Whether new_<table> exists: every table but one whose reload found nothing new or changed."""
+        changes = self.changes[spec.name]
+        return not changes.partial or changes.candidates > 0
+
+    def _create_raw(self, spec: Table, name: sql.Identifier) -> None:
+        columns = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(n)) for n in spec.column_names)
+        self.conn.execute(sql.SQL(
+            "create temp table {} (_row bigint generated always as identity, {}) on commit drop").format(name, columns))
+
+    def _stage_changes(self, spec: Table, changes: TableChanges, raw: sql.Identifier) -> None:
+        """List the source's keys and hashes, compare them with landing, and copy the candidates into raw."""
+        names = _ids(spec.column_names)
+        file_table: sql.Identifier | None = temp("file", spec)
+        seen = create_listing(self.conn, max((other.listed for other in self.changes.values()), default=0))
+        if not self.source.copy_row_hashes(spec, seen, self.conn):
+            assert file_table is not None
+            self._create_raw(spec, file_table)
+            self.source.copy_table(spec, file_table, self.conn)
+            listing_from_file(self.conn, spec, file_table)
+            if has_duplicate_keys(self.conn, spec):  # staged whole: the key check names the duplicates
+                self.conn.execute(sql.SQL("alter table {} rename to {}").format(file_table, raw))
+                return
+        elif not self.source.key_is_unique(spec) and has_duplicate_keys(self.conn, spec):
+            self._create_raw(spec, raw)
+            self.source.copy_table(spec, raw, self.conn)
+            return
+        else:
+            file_table = None
+        compare_with_landing(self.conn, spec, self.code, changes)
+        gone_parents = {name: other.spec for name, other in self.changes.items() if other.gone}
+        add_children_of_gone_parents(self.conn, spec, self.code, gone_parents, changes)
+        if file_table is not None:
+            changes.partial = True
+            if changes.candidates:
+                self._create_raw(spec, raw)
+                self.conn.execute(sql.SQL(
+                    "insert into {raw} (_row, {cols}) overriding system value select f._row, {fcols} from {file} f "
+                    "where f._row in {candidates}").format(
+                    raw=raw, cols=names, fcols=_ids(spec.column_names, "f"), file=file_table,
+                    candidates=candidate_rows(spec)))
+            return
+        keys = candidate_keys(self.conn, spec) if changes.candidates else []
+        if keys is None or len(keys) > FETCH_BY_KEY_MAX_SHARE * changes.listed:
+            self._create_raw(spec, raw)
+            self.source.copy_table(spec, raw, self.conn)
+            return
+        changes.partial = True
+        if keys:
+            fetched = temp("fetched", spec)
+            self._create_raw(spec, fetched)
+            self.source.copy_rows_by_key(spec, fetched, self.conn, keys)
+            self._create_raw(spec, raw)
+            number_fetched_rows(self.conn, spec, fetched, raw)
+
+    def _check_values(self, spec: Table, raw: sql.Identifier) -> None:
         checks = [(condition, column.name, message) for column in spec.columns
                   for condition, message in _problems(column)]
         case = sql.SQL(" ").join(sql.SQL("when {} then {}").format(cond, sql.Literal(i))
@@ -171,20 +283,21 @@ class _DistrictLoad:
             shown = "empty" if value is None or value[0] is None else repr(value[0])
             raise self.fail(f"{message}: {shown}", table=spec.name, row=self._row(spec, row_number, key),
                             column=column_name)
-        self._type(spec)
-        return self._check_keys(spec)
 
-    def _type(self, spec: Table) -> None:
+    def _type(self, spec: Table, *, index: bool = True) -> None:
         casts = sql.SQL(", ").join(
             sql.SQL("{}::{} as {}").format(sql.Identifier(c.name), sql.SQL(c.type), sql.Identifier(c.name))
             if c.type != "text" else sql.SQL("coalesce({}, '') as {}").format(sql.Identifier(c.name),
                                                                              sql.Identifier(c.name))
             if c.accepted and "" in c.accepted else sql.Identifier(c.name)
             for c in spec.columns)
-        self.conn.execute(sql.SQL("create temp table {} on commit drop as select _row, {} from {}").format(
-            _new(spec), casts, _raw(spec)))
-        self.conn.execute(sql.SQL("create index on {} ({})").format(_new(spec), sql.Identifier(spec.primary_key)))
-        self.conn.execute(sql.SQL("analyze {}").format(_new(spec)))
+        # The row's hash from its text as the source gave it, kept in landing for the next load (changes.py).
+        self.conn.execute(sql.SQL("create temp table {} on commit drop as select _row, {}, {}::uuid as _hash from {}"
+                                  ).format(_new(spec), casts, row_text_hash(_ids(spec.column_names)), _raw(spec)))
+        if index:  # a whole table; a reload's few changed rows need neither index nor statistics
+            self.conn.execute(sql.SQL("create index on {} ({})").format(_new(spec), sql.Identifier(spec.primary_key)))
+            if not self.changes[spec.name].landing_empty:  # a first load joins it with no landing rows
+                self.conn.execute(sql.SQL("analyze {}").format(_new(spec)))
 
     def _check_keys(self, spec: Table) -> int:
         for key_columns in [(spec.primary_key,), *spec.unique]:
@@ -201,13 +314,27 @@ class _DistrictLoad:
         return int(count[0]) if count else 0
 
     def check_parents(self, spec: Table) -> None:
+        if not self._staged(spec):
+            return  # no staged row; unchanged rows whose parent is gone were made candidates (changes.py)
         for fk in spec.foreign_keys:
             parent = next(t for t in TABLES if t.name == fk.parent)
+            found = []
+            if self._staged(parent):
+                found.append(sql.SQL("exists (select 1 from {parent} p where p.{pcol} = c.{col})").format(
+                    parent=_new(parent), pcol=sql.Identifier(fk.parent_column), col=sql.Identifier(fk.column)))
+            if self.changes[parent.name].partial:
+                # A partly staged parent table also has its unchanged rows: the live landing rows not gone.
+                found.append(sql.SQL(
+                    "exists (select 1 from {landing} l where l.district_code = {code} and l.{pcol} = c.{col} "
+                    "and not l._deleted and l.{ppk} not in {gone})").format(
+                    landing=sql.Identifier("landing", parent.name), code=sql.Literal(self.code),
+                    pcol=sql.Identifier(fk.parent_column), col=sql.Identifier(fk.column), gone=gone_keys(parent),
+                    ppk=sql.Identifier(parent.primary_key)))
             orphan = self.conn.execute(sql.SQL(
-                "select c._row, c.{pk}, c.{col} from {child} c where c.{col} is not null and not exists "
-                "(select 1 from {parent} p where p.{pcol} = c.{col}) order by c._row limit 1").format(
+                "select c._row, c.{pk}, c.{col} from {child} c where c.{col} is not null and not ({found}) "
+                "order by c._row limit 1").format(
                     pk=sql.Identifier(spec.primary_key), col=sql.Identifier(fk.column), child=_new(spec),
-                    parent=_new(parent), pcol=sql.Identifier(fk.parent_column))).fetchone()
+                    found=sql.SQL(" or ").join(found) if found else sql.SQL("false"))).fetchone()
             if orphan:
                 row_number, key, value = orphan
                 raise self.fail(f"{fk.column} {value} has no {fk.parent} row with {fk.parent_column}={value}",
@@ -215,13 +342,8 @@ class _DistrictLoad:
 
     def pending_deletes(self, spec: Table) -> TableDeletes:
         """The district's live landing rows of the table, and how many of them the load would flag deleted."""
-        row = self.conn.execute(sql.SQL(
-            "select count(*), count(*) filter (where not exists (select 1 from {new} n where n.{pk} = l.{pk})) "
-            "from {target} l where l.district_code = %s and not l._deleted").format(
-                new=_new(spec), pk=sql.Identifier(spec.primary_key), target=sql.Identifier("landing", spec.name)),
-            (self.code,)).fetchone()
-        assert row is not None
-        return TableDeletes(spec.name, live=int(row[0]), deleted=int(row[1]))
+        changes = self.changes[spec.name]
+        return TableDeletes(spec.name, live=changes.live, deleted=changes.gone)
 
     def guard_deletes(self, batch_id: int) -> None:
         """Refuse the load if it would delete too much of a table, before any table is changed."""
@@ -237,36 +359,78 @@ class _DistrictLoad:
             record_allowance(self.conn, batch_id, self.code, allowance)
 
     def apply(self, spec: Table, batch_id: int, staged: int) -> TableLoadStats:
-        """Diff new_<table> against the district's landing partition."""
-        (ensure_district_partition if self.district_level else ensure_partition)(self.conn, spec.name, self.code)
+        """Apply new_<table> (the staged rows) and gone_<table> to the district's landing partition."""
+        if self.create_at_apply:
+            (ensure_district_partition if self.district_level else ensure_partition)(self.conn, spec.name, self.code)
         target = sql.Identifier("landing", spec.name)
         names, pk = spec.column_names, sql.Identifier(spec.primary_key)
         params = {"district": self.code, "batch": batch_id, "table": spec.name}
+        if not self._staged(spec):  # nothing new or changed: only gone keys to flag
+            return TableLoadStats(spec.name, deleted=self._flag_gone(spec, batch_id), unchanged=staged)
+        if self.changes[spec.name].landing_empty:  # a first load: nothing to compare with
+            inserted = self.conn.execute(sql.SQL(
+                "insert into {target} (district_code, {cols}, _batch_id, _changed_at, _deleted, _row_hash) "
+                "select %(district)s, {new_cols}, %(batch)s, now(), false, n._hash from {new} n").format(
+                    target=target, cols=_ids(names), new_cols=_ids(names, "n"), new=_new(spec)), params).rowcount
+            return TableLoadStats(spec.name, inserted=inserted, unchanged=staged - inserted)
         differs = sql.SQL("({}) is distinct from ({})").format(_ids(names, "l"), _ids(names, "n"))
         match = sql.SQL("l.district_code = %(district)s and l.{pk} = n.{pk}").format(pk=pk)
         self.conn.execute(sql.SQL(
             "insert into landing.superseded_row (batch_id, district_code, table_name, row_id, old_row) "
-            "select %(batch)s, %(district)s, %(table)s, l.{pk}, to_jsonb(l) from {target} l join {new} n on {match} "
-            "where (l._deleted or {differs})").format(
+            "select %(batch)s, %(district)s, %(table)s, l.{pk}, to_jsonb(l) - '_row_hash' from {target} l "
+            "join {new} n on {match} where (l._deleted or {differs})").format(
                 pk=pk, target=target, new=_new(spec), match=match, differs=differs), params)
         updated = self.conn.execute(sql.SQL(
             "update {target} l set ({cols}) = ({new_cols}), _batch_id = %(batch)s, _changed_at = now(), "
-            "_deleted = false from {new} n where {match} and (l._deleted or {differs})").format(
+            "_deleted = false, _row_hash = n._hash from {new} n where {match} and (l._deleted or {differs})").format(
                 target=target, cols=_ids(names), new_cols=_ids(names, "n"), new=_new(spec), match=match,
                 differs=differs), params).rowcount
+        # Same values, other text (or a row loaded before hashes were kept): only the hash is brought up to
+        # date, so the row keeps its change stamp and is not a candidate again.
+        self.conn.execute(sql.SQL(
+            "update {target} l set _row_hash = n._hash from {new} n where {match} and not l._deleted "
+            "and not {differs} and l._row_hash is distinct from n._hash").format(
+                target=target, new=_new(spec), match=match, differs=differs), params)
         inserted = self.conn.execute(sql.SQL(
-            "insert into {target} (district_code, {cols}, _batch_id, _changed_at, _deleted) "
-            "select %(district)s, {new_cols}, %(batch)s, now(), false from {new} n where not exists "
+            "insert into {target} (district_code, {cols}, _batch_id, _changed_at, _deleted, _row_hash) "
+            "select %(district)s, {new_cols}, %(batch)s, now(), false, n._hash from {new} n where not exists "
             "(select 1 from {target} l where {match})").format(
                 target=target, cols=_ids(names), new_cols=_ids(names, "n"), new=_new(spec), match=match),
             params).rowcount
-        deleted = self.conn.execute(sql.SQL(
-            "update {target} l set _deleted = true, _batch_id = %(batch)s, _changed_at = now() "
-            "where l.district_code = %(district)s and not l._deleted and not exists "
-            "(select 1 from {new} n where n.{pk} = l.{pk})").format(target=target, new=_new(spec), pk=pk),
-            params).rowcount
+        deleted = self._flag_gone(spec, batch_id)
         return TableLoadStats(spec.name, inserted=inserted, updated=updated, deleted=deleted,
                               unchanged=staged - inserted - updated)
+
+    def _ensure_partitions(self) -> None:
+        """Create the district's missing partitions where they cannot deadlock with another district's load.
+
+        Creating a partition locks its parent table exclusively until the load commits, and two districts
+        load at once. Every load takes those locks in the contract's table order and before reading the
+        tables concerned: a first load (every partition missing) reads no landing table and creates each
+        partition as it applies it, so that another district's first load still runs alongside until then;
+        a district missing only some partitions creates them here, before reading anything.
+        """
+        create = ensure_district_partition if self.district_level else ensure_partition
+        self.missing_partitions = {spec.name for spec in TABLES if not self._partition_exists(spec)}
+        self.create_at_apply = len(self.missing_partitions) == len(TABLES)
+        if not self.create_at_apply:
+            for spec in TABLES:
+                if spec.name in self.missing_partitions:
+                    create(self.conn, spec.name, self.code)
+
+    def _partition_exists(self, spec: Table) -> bool:
+        exists = self.conn.execute("select to_regclass(%s) is not null", (
+            sql.Identifier("landing", partition_name(spec.name, self.code)).as_string(self.conn),)).fetchone()
+        return bool(exists and exists[0])
+
+    def _flag_gone(self, spec: Table, batch_id: int) -> int:
+        if not self.changes[spec.name].gone:
+            return 0
+        return self.conn.execute(sql.SQL(
+            "update {target} l set _deleted = true, _batch_id = %s, _changed_at = now() "
+            "where l.district_code = %s and l.{pk} in {gone} and not l._deleted").format(
+                target=sql.Identifier("landing", spec.name), gone=gone_keys(spec),
+                pk=sql.Identifier(spec.primary_key)), (batch_id, self.code)).rowcount
 
     def run(self) -> DistrictLoadResult:
         started = time.perf_counter()
@@ -287,9 +451,20 @@ class _DistrictLoad:
                     f"permission denied: loading needs the Write right (membership in role {WRITE_ROLE})") from None
         # One writer per district: a second load of the same district waits here for the first to commit.
         lock_row(conn, district_lock_name(self.code))
-        batch_row = conn.execute(
-            "insert into landing.load_batch (district_code, started_at) values (%s, now()) returning batch_id",
-            (self.code,)).fetchone()
+        self._ensure_partitions()
+        if not self.district_level:  # a district-level writer may not delete them; a state-level load will
+            prune_superseded_rows(conn, self.code)
+        create_change_tables(conn)
+        # The comparison of a large district's key list with landing is one hash join: let it stay in memory.
+        conn.execute("select set_config('work_mem', %s, true)", (LOAD_WORK_MEM,))
+        if self.reserved_batch_id is None:
+            batch_row = conn.execute(
+                "insert into landing.load_batch (district_code, started_at) values (%s, now()) returning batch_id",
+                (self.code,)).fetchone()
+        else:
+            batch_row = conn.execute(
+                "insert into landing.load_batch (batch_id, district_code, started_at) overriding system value "
+                "values (%s, %s, now()) returning batch_id", (self.reserved_batch_id, self.code)).fetchone()
         assert batch_row is not None
         batch_id = int(batch_row[0])
         timings: dict[str, float] = {}
@@ -307,6 +482,7 @@ class _DistrictLoad:
         for spec in TABLES:
             t0 = time.perf_counter()
             stats = self.apply(spec, batch_id, staged[spec.name])
+            stats.staged = self.changes[spec.name].staged
             stats.duration_s = timings[spec.name] + time.perf_counter() - t0
             result.tables.append(stats)
             conn.execute(
@@ -341,7 +517,7 @@ def _database_error(conn: psycopg.Connection, error: psycopg.Error) -> str:
 
 
 def load_district(district: District, *, conn: psycopg.Connection | None = None,
-                  allow_mass_delete: str | None = None) -> DistrictLoadResult:
+                  allow_mass_delete: str | None = None, batch_id: int | None = None) -> DistrictLoadResult:
     """Load one district in one transaction; raise DistrictLoadError with landing left as it was.
 
     `allow_mass_delete` names the operator's explicit override of the mass-delete guard (e.g. the CLI
@@ -361,7 +537,7 @@ def load_district(district: District, *, conn: psycopg.Connection | None = None,
             raise DistrictLoadError(district.code, str(error).removeprefix(f"district {district.code}: ")) from None
         try:
             with conn.transaction():
-                result = _DistrictLoad(conn, district, source, guard).run()
+                result = _DistrictLoad(conn, district, source, guard, batch_id).run()
                 record_loaded_district(conn, district)
                 return result
         except psycopg.Error as error:
@@ -418,34 +594,95 @@ def _reconnect_state() -> psycopg.Connection | None:
         return None
 
 
-def load_districts(districts: list[District], *, allow_mass_delete: str | None = None) -> list[DistrictLoadResult]:
-    """Load each district in turn; a district's failure is recorded and does not stop the others.
+def load_workers() -> int:
+    """ATTENDANCE_LOAD_WORKERS (default 2): how many districts load at the same time."""
+    raw = os.environ.get(LOAD_WORKERS_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_LOAD_WORKERS
+    if not raw.isdigit() or not 1 <= int(raw) <= 64:
+        raise GuardSettingError(f"environment variable {LOAD_WORKERS_VARIABLE}={raw!r} is not a number of "
+                                "districts to load at once between 1 and 64")
+    return int(raw)
 
-    Raises StateDatabaseUnavailable when the state database cannot be reached before any load; a server
-    lost midway fails the district being loaded and every later one that cannot reconnect.
-    """
-    global_max_share(), min_rows()  # a malformed guard setting is refused before anything is written
+
+class _DistrictQueue:
+    """Hands out the districts in order to the load workers; results land at the district's position."""
+
+    def __init__(self, districts: list[District], batch_ids: list[int] | None) -> None:
+        self.districts = districts
+        self.batch_ids = batch_ids
+        self.results: list[DistrictLoadResult | None] = [None] * len(districts)
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> int | None:
+        with self._lock:
+            if self._next >= len(self.districts):
+                return None
+            self._next += 1
+            return self._next - 1
+
+
+def _load_worker(queue: _DistrictQueue, conn: psycopg.Connection | None, allow_mass_delete: str | None) -> None:
+    """Load districts from the queue one after another on this worker's own writer connection."""
     try:
-        prepare_warehouse()
-        conn: psycopg.Connection | None = _connect_state()
-    except psycopg.OperationalError as error:
-        raise StateDatabaseUnavailable(f"cannot reach the state database: {_reason(error)}") from None
-    results: list[DistrictLoadResult] = []
-    try:
-        for district in districts:
+        while (index := queue.take()) is not None:
+            district = queue.districts[index]
             started = time.perf_counter()
             if conn is None or conn.closed:
                 conn = _reconnect_state()
             try:
                 if conn is None:
                     raise DistrictLoadError(district.code, "not loaded: the state database cannot be reached")
-                results.append(load_district(district, conn=conn, allow_mass_delete=allow_mass_delete))
+                batch_id = queue.batch_ids[index] if queue.batch_ids else None
+                queue.results[index] = load_district(district, conn=conn, allow_mass_delete=allow_mass_delete,
+                                                     batch_id=batch_id)
             except DistrictLoadError as error:
-                results.append(DistrictLoadResult(district.code, ok=False, error=str(error),
-                                                  duration_s=time.perf_counter() - started))
+                queue.results[index] = DistrictLoadResult(district.code, ok=False, error=str(error),
+                                                          duration_s=time.perf_counter() - started)
                 if conn is not None:
                     _record_failure(conn, district.code, str(error))
     finally:
         if conn is not None:
             conn.close()
-    return results
+
+
+def _reserve_batch_ids(conn: psycopg.Connection, count: int) -> list[int] | None:
+    """Batch ids for the districts in their order, as one district after another would draw them: loads
+    that run side by side then stamp the same ids as a serial run would, whichever starts first. None
+    for a user who may not draw them (a district-level writer): each load draws its own."""
+    try:
+        with conn.transaction():
+            rows = conn.execute("select nextval(pg_get_serial_sequence('landing.load_batch', 'batch_id')) "
+                                "from generate_series(1, %s)", (count,)).fetchall()
+    except psycopg.errors.InsufficientPrivilege:
+        return None
+    return sorted(int(row[0]) for row in rows)
+
+
+def load_districts(districts: list[District], *, allow_mass_delete: str | None = None) -> list[DistrictLoadResult]:
+    """Load the districts, two at a time (load_workers), each in its own transaction; a district's failure
+    is recorded and does not stop the others. Results come in the order of `districts`.
+
+    The caller's writer lock covers the whole run: every worker connection is marked as a writer session
+    (writer_sessions.py), so a killed run's loads are ended like a single connection's.
+    Raises StateDatabaseUnavailable when the state database cannot be reached before any load; a server
+    lost midway fails the district being loaded and every later one that cannot reconnect.
+    """
+    global_max_share(), min_rows()  # a malformed guard setting is refused before anything is written
+    workers = max(1, min(load_workers(), len(districts)))
+    try:
+        prepare_warehouse()
+        first: psycopg.Connection | None = _connect_state()
+    except psycopg.OperationalError as error:
+        raise StateDatabaseUnavailable(f"cannot reach the state database: {_reason(error)}") from None
+    queue = _DistrictQueue(districts, _reserve_batch_ids(first, len(districts)) if workers > 1 else None)
+    if workers == 1:
+        _load_worker(queue, first, allow_mass_delete)
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="landing-load") as pool:
+            futures = [pool.submit(_load_worker, queue, first if i == 0 else _reconnect_state(), allow_mass_delete)
+                       for i in range(workers)]
+            for future in futures:
+                future.result()  # an unexpected error surfaces here, as it did from a single loop
+    return [result for result in queue.results if result is not None]

@@ -3,7 +3,9 @@
 Landing layout, which the dbt sources read:
   landing.<table>          every district table, LIST-partitioned by district_code, one partition per
                            district (landing.<table>__<code>), key (district_code, <id>), plus
-                           _batch_id (the load that last changed the row), _changed_at, _deleted
+                           _batch_id (the load that last changed the row), _changed_at, _deleted, and
+                           _row_hash (md5 of the row's source text: how a reload finds changed rows
+                           without re-reading unchanged ones, orchestration/landing/changes.py)
   landing.district         every district loaded at least once (district_code, name, source) and whether the
                            registry still lists it (in_registry); codes are upper case (check constraints)
   landing.district_retirement  who retired which district's data, and when (`attendance-sync districts retire`)
@@ -145,6 +147,7 @@ def landing_table_sql(spec: Table) -> sql.Composed:
         sql.SQL("_batch_id bigint not null"),
         sql.SQL("_changed_at timestamptz not null"),
         sql.SQL("_deleted boolean not null default false"),
+        sql.SQL("_row_hash uuid"),
         sql.SQL("primary key (district_code, {})").format(sql.Identifier(spec.primary_key)),
     ]
     return sql.SQL("create table if not exists landing.{} ({}) partition by list (district_code)").format(
@@ -165,6 +168,18 @@ def ensure_partition(conn: psycopg.Connection, table_name: str, district_code: s
             sql.Identifier(partition_name(table_name, code)), sql.Identifier(table_name), sql.Literal(code),
         )
     )
+
+
+def ensure_row_hash_columns(conn: psycopg.Connection) -> None:
+    """Landing tables made before row hashes were kept get the column, empty: each row's hash is then
+    recorded by its next load (changes.py). Altered only where missing: ALTER takes an exclusive lock."""
+    missing = conn.execute(
+        "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+        "where n.nspname = 'landing' and c.relkind = 'p' and c.relname = any(%s) and not exists ("
+        "select 1 from pg_attribute a where a.attrelid = c.oid and a.attname = '_row_hash' and not a.attisdropped)",
+        ([spec.name for spec in TABLES],)).fetchall()
+    for (table,) in missing:
+        conn.execute(sql.SQL("alter table landing.{} add column _row_hash uuid").format(sql.Identifier(table)))
 
 
 def ensure_canonical_code_checks(conn: psycopg.Connection) -> None:
@@ -204,6 +219,7 @@ def ensure_warehouse(conn: psycopg.Connection) -> None:
     conn.execute(_BOOKKEEPING)
     for spec in TABLES:
         conn.execute(landing_table_sql(spec))
+    ensure_row_hash_columns(conn)
     ensure_canonical_code_checks(conn)
     ensure_district_access(conn)
     conn.execute("reset role")
