@@ -77,3 +77,15 @@ def latest_backdated_changes(conn: psycopg.Connection, districts: Sequence[str])
             f"select distinct on (district_code) {_COLUMNS} from {TABLE} where district_code = any(%s) "
             "order by district_code, build_id desc", (list(districts),)).fetchall()
     return {row.district_code: row for row in rows}
+
+
+def database_time(conn: psycopg.Connection) -> dt.datetime:
+    """The server's clock, to find the builds recorded from now on (built_at is the server's clock too)."""
+    row = conn.execute("select clock_timestamp()").fetchone()
+    assert row is not None
+    return row[0]
+
+
+def summary_lines(changes: Sequence[BackdatedChange]) -> list[str]:
+    """One line per district and build, as the CLI prints them."""
+    return [f"backdated changes {change.describe()}" for change in changes]

@@ -24,6 +24,7 @@ from tests.support.dagster_env import (
     rename_people,
     step_failures,
 )
+from tests.support.warehouse import district_conn
 
 PERSON = AssetKey(["state", "person"])
 ATTENDANCE = AssetKey(["state", "attendance"])
@@ -95,3 +96,20 @@ def test_materialization_records_rows_per_district(dagster_env: DagsterEnv) -> N
     landing = by_partition[(AssetKey(["landing", "person"]), "D03")]
     assert landing["dagster/row_count"].value == 3
     assert sum(landing[kind].value for kind in ("inserted", "updated", "unchanged")) == 3
+
+
+def test_aggregation_materialization_carries_backdated_changes(dagster_env: DagsterEnv) -> None:
+    """An absence recorded late for a past day (2026-09-02, long before the last as-of date) is a backdated
+    change: the aggregation's D01 partition says so, D02 (no change) shows zero."""
+    aggregation = AssetKey(["state", "att_day_aggregation"])
+    with district_conn(dagster_env.districts["D01"]) as conn:
+        conn.execute("insert into attendance values "
+                     "(505, 1, 10, 111, '2026-09-02', 'A', 'U', null, null, 'recorded late', now())")
+    result = dagster_env.materialize(AssetSelection.assets(aggregation).upstream(), "D01", "D02")
+    assert result.success, step_failures(result)
+    by_partition = {m.partition: m.metadata for m in materializations(result) if m.asset_key == aggregation}
+    d01, d02 = by_partition["D01"], by_partition["D02"]
+    assert (d01["backdated_rows"].value, d01["backdated_inserted"].value, d01["backdated_student_days"].value) == (
+        1, 1, 1)
+    assert "D01: 1 backdated attendance row(s)" in d01["backdated_changes"].value
+    assert (d02["backdated_rows"].value, d02["backdated_student_days"].value) == (0, 0)

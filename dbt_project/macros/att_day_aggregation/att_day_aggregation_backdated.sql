@@ -39,112 +39,10 @@
             if district.horizon > district.previous_horizon -%}
         {%- do measured.append(district) -%}
     {%- endfor -%}
-    {%- set data_columns = ['attendance_id', 'person_id', 'calendar_id', 'period_id', 'date', 'status', 'excuse',
-                            'excuse_id', 'present_minutes', 'modified_date'] -%}
     {%- call statement('att_day_aggregation_backdated_collect') -%}
         drop table if exists pg_temp.backdated_change__rows;
         create temporary table backdated_change__rows on commit drop as
-        with
-        window_ (district_code, low_batch_id, high_batch_id, previous_as_of) as (
-            select null::text, null::bigint, null::bigint, null::date where false
-            {%- for district in measured %}
-            union all
-            select '{{ district.district_code }}', {{ district.previous_horizon }}::bigint,
-                {{ district.horizon }}::bigint, date '{{ district.previous_as_of }}'
-            {%- endfor %}
-        ),
-
-        -- One branch per district, so each reads only its district's landing partition.
-        current_rows as (
-            select null::jsonb as now_row where false
-            {%- for district in measured %}
-            union all
-            select to_jsonb(attendance) as now_row
-            from landing.attendance as attendance
-            where attendance.district_code = '{{ district.district_code }}'
-                and attendance._batch_id > {{ district.previous_horizon }}
-                and attendance._batch_id <= {{ district.horizon }}
-            {%- endfor %}
-        ),
-
-        first_images as (
-            select distinct on (superseded.district_code, superseded.row_id)
-                superseded.district_code,
-                superseded.row_id,
-                superseded.old_row
-            from landing.superseded_row as superseded
-            inner join window_
-                on superseded.district_code = window_.district_code
-                and superseded.batch_id > window_.low_batch_id
-                and superseded.batch_id <= window_.high_batch_id
-            where superseded.table_name = 'attendance'
-            order by superseded.district_code asc, superseded.row_id asc, superseded.batch_id asc
-        ),
-
-        -- A row without an image was alive before the window only if the window deleted it.
-        states as (
-            select
-                current_rows.now_row ->> 'district_code' as district_code,
-                (current_rows.now_row ->> 'attendance_id')::integer as attendance_id,
-                coalesce(first_images.old_row, case when (current_rows.now_row ->> '_deleted')::boolean
-                    then current_rows.now_row || '{"_deleted": false}' end) as before_row,
-                case when not (current_rows.now_row ->> '_deleted')::boolean then current_rows.now_row end
-                    as after_row
-            from current_rows
-            left join first_images
-                on first_images.district_code = current_rows.now_row ->> 'district_code'
-                and first_images.row_id = (current_rows.now_row ->> 'attendance_id')::integer
-        ),
-
-        alive as (
-            select
-                district_code,
-                attendance_id,
-                case when not (before_row ->> '_deleted')::boolean then before_row end as before_row,
-                after_row
-            from states
-        ),
-
-        classified as (
-            select
-                alive.district_code,
-                alive.attendance_id,
-                case
-                    when alive.before_row is null then 'inserted'
-                    when alive.after_row is null then 'deleted'
-                    else 'changed'
-                end as change,
-                (alive.before_row ->> 'person_id')::integer as before_person_id,
-                (alive.before_row ->> 'calendar_id')::integer as before_calendar_id,
-                (alive.before_row ->> 'date')::date as before_date,
-                (alive.after_row ->> 'person_id')::integer as after_person_id,
-                (alive.after_row ->> 'calendar_id')::integer as after_calendar_id,
-                (alive.after_row ->> 'date')::date as after_date,
-                window_.previous_as_of
-            from alive
-            inner join window_ on alive.district_code = window_.district_code
-            where (alive.before_row is not null or alive.after_row is not null)
-                -- Changed back to what it was within the window: not a change.
-                and (
-                    alive.before_row is null or alive.after_row is null
-                    {%- for column in data_columns %}
-                    or alive.before_row -> '{{ column }}' is distinct from alive.after_row -> '{{ column }}'
-                    {%- endfor %}
-                )
-        )
-
-        select
-            district_code,
-            attendance_id,
-            change,
-            before_person_id,
-            before_calendar_id,
-            before_date,
-            after_person_id,
-            after_calendar_id,
-            after_date
-        from classified
-        where before_date < previous_as_of or after_date < previous_as_of;
+        {{ att_day_aggregation_backdated_rows(measured) | indent(8) }};
 
         drop table if exists pg_temp.backdated_change__days;
         create temporary table backdated_change__days on commit drop as
@@ -263,4 +161,120 @@
         {%- set origin = 'dagster' if env_var('DAGSTER_DBT_CLI', '') == 'true' else 'dbt' -%}
     {%- endif -%}
     {{- origin | replace("'", "''") -}}
+{%- endmacro %}
+
+
+{#- The select of pg_temp.backdated_change__rows: the window's changed attendance rows, classified, dated
+    before the previous as-of date. -#}
+{% macro att_day_aggregation_backdated_rows(measured) -%}
+    {%- set data_columns = ['attendance_id', 'person_id', 'calendar_id', 'period_id', 'date', 'status', 'excuse',
+                            'excuse_id', 'present_minutes', 'modified_date'] -%}
+    {{ att_day_aggregation_backdated_states(measured) }}
+    alive as (
+        select
+            district_code,
+            attendance_id,
+            case when not (before_row ->> '_deleted')::boolean then before_row end as before_row,
+            after_row
+        from states
+    ),
+
+    classified as (
+        select
+            alive.district_code,
+            alive.attendance_id,
+            case
+                when alive.before_row is null then 'inserted'
+                when alive.after_row is null then 'deleted'
+                else 'changed'
+            end as change,
+            (alive.before_row ->> 'person_id')::integer as before_person_id,
+            (alive.before_row ->> 'calendar_id')::integer as before_calendar_id,
+            (alive.before_row ->> 'date')::date as before_date,
+            (alive.after_row ->> 'person_id')::integer as after_person_id,
+            (alive.after_row ->> 'calendar_id')::integer as after_calendar_id,
+            (alive.after_row ->> 'date')::date as after_date,
+            window_.previous_as_of
+        from alive
+        inner join window_ on alive.district_code = window_.district_code
+        where (alive.before_row is not null or alive.after_row is not null)
+            -- Changed back to what it was within the window: not a change.
+            and (
+                alive.before_row is null or alive.after_row is null
+                {%- for column in data_columns %}
+                or alive.before_row -> '{{ column }}' is distinct from alive.after_row -> '{{ column }}'
+                {%- endfor %}
+            )
+    )
+
+    select
+        district_code,
+        attendance_id,
+        change,
+        before_person_id,
+        before_calendar_id,
+        before_date,
+        after_person_id,
+        after_calendar_id,
+        after_date
+    from classified
+    where before_date < previous_as_of or after_date < previous_as_of;
+{%- endmacro %}
+
+
+{#- The CTEs window_ (the measured districts' batch windows) and states (each changed attendance row's image
+    before the window and now, null where it did not exist or was deleted), ending with a comma. -#}
+{% macro att_day_aggregation_backdated_states(measured) -%}
+    with
+    window_ (district_code, low_batch_id, high_batch_id, previous_as_of) as (
+        select null::text, null::bigint, null::bigint, null::date where false
+        {%- for district in measured %}
+        union all
+        select '{{ district.district_code }}', {{ district.previous_horizon }}::bigint,
+            {{ district.horizon }}::bigint, date '{{ district.previous_as_of }}'
+        {%- endfor %}
+    ),
+
+    -- One branch per district, so each reads only its district's landing partition.
+    current_rows as (
+        select null::jsonb as now_row where false
+        {%- for district in measured %}
+        union all
+        select to_jsonb(attendance) as now_row
+        from landing.attendance as attendance
+        where attendance.district_code = '{{ district.district_code }}'
+            and attendance._batch_id > {{ district.previous_horizon }}
+            and attendance._batch_id <= {{ district.horizon }}
+        {%- endfor %}
+    ),
+
+    first_images as (
+        select distinct on (superseded.district_code, superseded.row_id)
+            superseded.district_code,
+            superseded.row_id,
+            superseded.old_row
+        from landing.superseded_row as superseded
+        inner join window_
+            on superseded.district_code = window_.district_code
+            and superseded.batch_id > window_.low_batch_id
+            and superseded.batch_id <= window_.high_batch_id
+        where superseded.table_name = 'attendance'
+        order by superseded.district_code asc, superseded.row_id asc, superseded.batch_id asc
+    ),
+
+    -- A row without an image was alive before the window only if the window deleted it.
+    states as (
+        select
+            current_rows.now_row ->> 'district_code' as district_code,
+            (current_rows.now_row ->> 'attendance_id')::integer as attendance_id,
+            coalesce(first_images.old_row, case when (current_rows.now_row ->> '_deleted')::boolean
+                then current_rows.now_row || '{"_deleted": false}' end) as before_row,
+            case when not (current_rows.now_row ->> '_deleted')::boolean then current_rows.now_row end
+                as after_row
+        from current_rows
+        left join first_images
+            on first_images.district_code = current_rows.now_row ->> 'district_code'
+            and first_images.row_id = (current_rows.now_row ->> 'attendance_id')::integer
+    ),
+
 {%- endmacro %}
