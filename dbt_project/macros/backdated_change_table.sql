@@ -12,8 +12,9 @@
     {%- endif -%}
     {#- Same role and explicit commit as create_model_build_table, for the same reason. -#}
     {{ dbt_role_statement() }}
+    {#- Keyed by dbt's invocation id (a run builds the aggregation once), not by a sequence: the history must
+        stay consistent however a build ends (tests/faults). -#}
     create table if not exists state.backdated_change (
-        build_id bigint generated always as identity primary key,
         invocation_id text not null,
         origin text not null,
         built_at timestamptz not null,
@@ -25,9 +26,10 @@
         backdated_changed integer,
         backdated_deleted integer,
         backdated_rows integer,
-        student_days_changed integer
+        student_days_changed integer,
+        primary key (invocation_id, district_code)
     );
-    create index if not exists backdated_change_district on state.backdated_change (district_code, build_id);
+    create index if not exists backdated_change_district on state.backdated_change (district_code, built_at);
     comment on table state.backdated_change is
         'Per build of att_day_aggregation and district: the changed attendance rows dated before the previous '
         'as-of date, and the student-days they changed. Append-only. Written by '

@@ -16,7 +16,7 @@ import psycopg
 from psycopg.rows import class_row
 
 TABLE = "state.backdated_change"
-_COLUMNS = ("build_id, invocation_id, origin, built_at, district_code, build_mode, previous_as_of_date, as_of_date, "
+_COLUMNS = ("invocation_id, origin, built_at, district_code, build_mode, previous_as_of_date, as_of_date, "
             "backdated_inserted, backdated_changed, backdated_deleted, backdated_rows, student_days_changed")
 
 
@@ -24,7 +24,6 @@ _COLUMNS = ("build_id, invocation_id, origin, built_at, district_code, build_mod
 class BackdatedChange:
     """One row of state.backdated_change; the counts are None when not measured (a district's first build)."""
 
-    build_id: int
     invocation_id: str
     origin: str
     built_at: dt.datetime
@@ -64,7 +63,7 @@ def backdated_changes(conn: psycopg.Connection, *, invocation_id: str | None = N
     with conn.cursor(row_factory=class_row(BackdatedChange)) as cursor:
         return cursor.execute(
             f"select {_COLUMNS} from {TABLE} where (%(invocation)s::text is null or invocation_id = %(invocation)s) "
-            "and (%(since)s::timestamptz is null or built_at >= %(since)s) order by build_id",
+            "and (%(since)s::timestamptz is null or built_at >= %(since)s) order by built_at, district_code",
             {"invocation": invocation_id, "since": since}).fetchall()
 
 
@@ -75,7 +74,7 @@ def latest_backdated_changes(conn: psycopg.Connection, districts: Sequence[str])
     with conn.cursor(row_factory=class_row(BackdatedChange)) as cursor:
         rows = cursor.execute(
             f"select distinct on (district_code) {_COLUMNS} from {TABLE} where district_code = any(%s) "
-            "order by district_code, build_id desc", (list(districts),)).fetchall()
+            "order by district_code, built_at desc", (list(districts),)).fetchall()
     return {row.district_code: row for row in rows}
 
 

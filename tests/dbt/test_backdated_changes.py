@@ -48,7 +48,7 @@ def warehouse(district: DistrictRows) -> Iterator[Warehouse]:
 
 
 def recorded(warehouse: Warehouse) -> list[dict[str, Any]]:
-    cursor = warehouse.conn.execute("select * from state.backdated_change order by build_id")
+    cursor = warehouse.conn.execute("select * from state.backdated_change order by built_at, district_code")
     names = [column.name for column in cursor.description or []]
     rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     warehouse.conn.commit()
