@@ -155,7 +155,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         sync_registry_file()  # builds only the districts the registry file lists now
         result = run_dbt([args.command, *(["--select", args.select] if args.select else [])],
                          districts=districts, as_of_date=args.as_of_date,
-                         full_refresh=args.full_refresh)
+                         full_refresh=args.full_refresh,
+                         env={"ATTENDANCE_RUN_ORIGIN": f"attendance-sync build {args.command}"})
     print(result.stdout.rstrip())
     if not result.success:
         print(f"attendance-sync: {result.failure_message}", file=sys.stderr)

@@ -42,6 +42,7 @@ from orchestration.child_processes import stop_process
 from orchestration.dagster_defs.catalog import source_group, source_key
 from orchestration.dagster_defs.project import dbt_project, manifest
 from orchestration.dagster_defs.resources import AttendanceDbtCliResource
+from orchestration.dbt.backdated import BackdatedChange, latest_backdated_changes
 from orchestration.dbt.runner import NodeResult, as_of_date_of, lock_timeout_holders, vars_argument
 from orchestration.districts.admin import sync_registry_file
 from orchestration.monitoring.report_headlines import report_headline_metadata
@@ -165,6 +166,29 @@ def district_metadata(count: int) -> dict[str, MetadataValue]:
     return {"dagster/row_count": MetadataValue.int(count), "district_rows": MetadataValue.int(count)}
 
 
+def backdated_metadata(change: BackdatedChange) -> dict[str, MetadataValue]:
+    """A district partition's backdated changes in the build (counts only when measured)."""
+    metadata = {"backdated_changes": MetadataValue.text(change.describe())}
+    if change.measured:
+        metadata.update({
+            "backdated_rows": MetadataValue.int(change.backdated_rows or 0),
+            "backdated_inserted": MetadataValue.int(change.backdated_inserted or 0),
+            "backdated_changed": MetadataValue.int(change.backdated_changed or 0),
+            "backdated_deleted": MetadataValue.int(change.backdated_deleted or 0),
+            "backdated_student_days": MetadataValue.int(change.student_days_changed or 0),
+        })
+    return metadata
+
+
+def backdated_change_metadata(conn: psycopg.Connection, node: Mapping[str, Any],
+                              districts: Sequence[str] | None) -> dict[str, dict[str, MetadataValue]]:
+    """Per district, the backdated changes the aggregation's build just recorded (state.backdated_change;
+    builds of the aggregation are serialised, so a district's last row is this build's); {} for other models."""
+    if node.get("name") != AGGREGATION_MODEL or not districts:
+        return {}
+    return {code: backdated_metadata(change) for code, change in latest_backdated_changes(conn, districts).items()}
+
+
 def stream_with_row_counts(events: Iterable[DbtEvent], *, districts: Sequence[str] | None,
                            context: AssetExecutionContext | None) -> Iterator[DbtEvent]:
     """Pass dbt's events through, adding row counts; per district on the partition where there is one.
@@ -196,15 +220,17 @@ def _with_row_counts(conn: psycopg.Connection, events: Iterable[DbtEvent],
             # Numeric metadata: the UI plots each figure over the report's materializations. Read again
             # after each report, since the figures come from all three.
             metadata.update(report_headline_metadata(conn))
+        backdated = backdated_change_metadata(conn, node, districts)
         if isinstance(event, Output):
             assert context is not None
             key = context.asset_key_for_output(event.output_name)
             for code, count in counts.items():
-                context.add_asset_metadata(district_metadata(count), asset_key=key, partition_key=code)
+                context.add_asset_metadata({**district_metadata(count), **backdated.get(code, {})}, asset_key=key,
+                                           partition_key=code)
             yield event.with_metadata({**event.metadata, **metadata})
         elif isinstance(event, AssetMaterialization) and is_district_model(node) and districts:
             for code in districts:
-                own = district_metadata(counts[code]) if code in counts else {}
+                own = {**(district_metadata(counts[code]) if code in counts else {}), **backdated.get(code, {})}
                 yield AssetMaterialization(asset_key=event.asset_key, partition=code,
                                            metadata={**event.metadata, **metadata, **own})
         elif isinstance(event, AssetMaterialization):

@@ -134,6 +134,19 @@ def _report(job_name: str, result: LaunchResult) -> int:
     return result.exit_code
 
 
+def _report_with_backdated_changes(job_name: str, run_config: dict[str, Any]) -> int:
+    """Launch and report the job, then one line per district its aggregation builds recorded (if any)."""
+    from orchestration.dbt.backdated import backdated_changes, database_time, summary_lines
+
+    with database.connect(autocommit=True) as conn:
+        since = database_time(conn)
+    code = _report(job_name, launch_job(job_name, run_config))
+    with database.connect(autocommit=True) as conn:
+        for line in summary_lines(backdated_changes(conn, since=since)):
+            print(line)
+    return code
+
+
 def _refuse(error: Exception) -> int:
     print(f"attendance-sync: {error}", file=sys.stderr)
     return 2
@@ -170,7 +183,7 @@ def launch_resync(districts: list[str] | None, objects: list[str] | None, check_
         config["allow_mass_delete"] = True
     print(f"resync of {', '.join(objects or ['every object'])} for {', '.join(codes)}"
           f"{' with Check Dependencies' if check_dependencies else ''}")
-    return _report(RESYNC, launch_job(RESYNC, config))
+    return _report_with_backdated_changes(RESYNC, config)
 
 
 def launch_refresh_aggregation(districts: list[str] | None, as_of_date: dt.date | None = None) -> int:
@@ -189,7 +202,7 @@ def launch_refresh_aggregation(districts: list[str] | None, as_of_date: dt.date 
     if as_of_date:
         config["as_of_date"] = as_of_date.isoformat()
     print(f"Attendance Aggregation Refresh for {', '.join(codes)}")
-    return _report(REFRESH, launch_job(REFRESH, config))
+    return _report_with_backdated_changes(REFRESH, config)
 
 
 def print_sync_status() -> int:

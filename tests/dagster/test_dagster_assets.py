@@ -25,6 +25,7 @@ from tests.support.dagster_env import (
     rename_people,
     step_failures,
 )
+from tests.support.warehouse import district_conn
 
 PERSON = AssetKey(["state", "person"])
 ATTENDANCE = AssetKey(["state", "attendance"])
@@ -147,3 +148,20 @@ def test_reports_carry_their_headline_figures(dagster_env: DagsterEnv) -> None:
         assert isinstance(figures[f"ADA ({code})"], float)
         assert figures[f"ADA ({code})"] == pytest.approx(float(ada[code]), abs=0.05)
     assert figures["ADA (statewide)"] == pytest.approx(sum(float(v) for v in ada.values()), abs=0.1)
+
+
+def test_aggregation_materialization_carries_backdated_changes(dagster_env: DagsterEnv) -> None:
+    """An absence recorded late for a past day (2026-09-02, long before the last as-of date) is a backdated
+    change: the aggregation's D01 partition says so, D02 (no change) shows zero."""
+    aggregation = AssetKey(["state", "att_day_aggregation"])
+    with district_conn(dagster_env.districts["D01"]) as conn:
+        conn.execute("insert into attendance values "
+                     "(505, 1, 10, 111, '2026-09-02', 'A', 'U', null, null, 'recorded late', now())")
+    result = dagster_env.materialize(AssetSelection.assets(aggregation).upstream(), "D01", "D02")
+    assert result.success, step_failures(result)
+    by_partition = {m.partition: m.metadata for m in materializations(result) if m.asset_key == aggregation}
+    d01, d02 = by_partition["D01"], by_partition["D02"]
+    assert (d01["backdated_rows"].value, d01["backdated_inserted"].value, d01["backdated_student_days"].value) == (
+        1, 1, 1)
+    assert "D01: 1 backdated attendance row(s)" in d01["backdated_changes"].value
+    assert (d02["backdated_rows"].value, d02["backdated_student_days"].value) == (0, 0)

@@ -159,6 +159,7 @@ def test_a_failing_run_leaves_table_and_records_as_they_were(warehouse: Warehous
     sums = {code: checksum(conn, code) for code in CODES}
     recorded = warehouse.recorded()
     layout = partitions(conn)
+    backdated = conn.execute("select count(*) from state.backdated_change").fetchone()
     # Two periods of ~2 billion minutes make scheduled_minutes overflow an integer mid-run.
     conn.execute("update state.period set period_minutes = 2000000000 where district_code = 'D03'")
     conn.commit()
@@ -170,6 +171,7 @@ def test_a_failing_run_leaves_table_and_records_as_they_were(warehouse: Warehous
         assert {code: checksum(conn, code) for code in CODES} == sums
         assert warehouse.recorded() == recorded
         assert partitions(conn) == layout
+        assert conn.execute("select count(*) from state.backdated_change").fetchone() == backdated
     finally:
         warehouse.dbt("run", "--select", "period", as_of=AS_OF)
     assert warehouse.differences(AS_OF) == (0, 0)

@@ -301,3 +301,28 @@ def test_grant_secures_tables_built_before_district_rights(warehouse: dict[str, 
                       "revoke select on reports.school_attendance from attendance_district_read")
     tool_rights.grant_districts(login, "read", ["D01"])
     assert_sees_only_d01(login)
+
+
+def test_backdated_changes_are_printed_and_row_secured(warehouse: dict[str, District], login: str,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A correction of D01's attendance of 2026-09-01 (before the last as-of date): the CLI build prints it,
+    state.backdated_change keeps it, and a D01 reader sees only D01's rows of that table."""
+    from orchestration.dbt.backdated import backdated_changes
+
+    with database.connect(warehouse["D01"].source.database, autocommit=True) as source:
+        source.execute("update attendance set status = 'T', present_minutes = 200, modified_date = now() "
+                       "where attendance_id = 501")
+    assert all(result.ok for result in load_districts([warehouse["D01"]]))
+    assert cli.main(["build", "--districts", "D01,D02", "--as-of-date", AS_OF.isoformat()]) == 0
+    out = capsys.readouterr().out
+    assert ("backdated changes D01: 1 attendance row(s) dated before 2026-09-02 (0 inserted, 1 changed, 0 deleted), "
+            "1 student-day(s) changed") in out
+    assert "backdated changes D02: 0 attendance row(s)" in out
+    tool_rights.grant_districts(login, "read", ["D01"])
+    with database.connect(autocommit=True) as admin, connect_as(login) as staff:
+        last = backdated_changes(admin)[-2:]
+        assert [(row.district_code, row.origin, row.backdated_changed) for row in last] == [
+            ("D01", "attendance-sync build build", 1), ("D02", "attendance-sync build build", 0)]
+        assert {"D01", "D02"} <= district_counts(admin, "state.backdated_change").keys()
+        assert district_counts(staff, "state.backdated_change").keys() == {"D01"}
+        assert {row.district_code for row in backdated_changes(staff)} == {"D01"}

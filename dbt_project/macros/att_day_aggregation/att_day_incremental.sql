@@ -24,7 +24,8 @@
     joins off: the planner underestimates the enrollment-date range join by orders of magnitude
     (docs/architecture.md, "Performance notes").
 
-    Finally the run records, per selected district, its horizon and as-of date in state.model_build
+    Finally the run records, per selected district, its backdated changes in state.backdated_change
+    (att_day_aggregation_backdated.sql) and its horizon and as-of date in state.model_build
     (record_model_build, macros/model_build.sql). Everything happens in one transaction, under a
     row lock (landing.writer_lock) that serialises builds of this model: a failure leaves table and records
     as they were.
@@ -77,12 +78,17 @@
            ~ '; update ' ~ (updated | map(attribute='district_code') | join(', ') or 'none')
            ~ '; unchanged ' ~ (unchanged | join(', ') or 'none'), info=true) }}
 
+    {#- Backdated changes: the rows they touch, before this build changes them. -#}
+    {%- do att_day_aggregation_backdated_collect(target_relation, plan, replace_table) -%}
+
     {%- if replace_table or rebuilt | length > 0 -%}
         {%- do att_day_aggregation_rebuild(target_relation, existing_relation, rebuilt, replace_table) -%}
     {%- endif -%}
     {%- if updated | length > 0 -%}
         {%- do att_day_aggregation_update(target_relation, updated, as_of) -%}
     {%- endif -%}
+
+    {%- do att_day_aggregation_backdated_record(target_relation, plan, as_of, replace_table, unchanged) -%}
 
     {%- call statement('main') -%}
         drop table if exists pg_temp.landing_horizon;
