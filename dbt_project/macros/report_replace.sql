@@ -51,6 +51,8 @@
     select {{ columns }} from {{ temp_relation }}
     except all
     select {{ columns }} from {{ target_relation }};
+        {%- else %}
+    select 1;  -- nothing changed
         {%- endif %}
     {%- else -%}
         {%- if plan.full %}
