@@ -55,6 +55,17 @@ def test_dbt_args_refuses_bad_codes_and_a_missing_subcommand() -> None:
         dbt_runner.dbt_args(["--select", "x"])
 
 
+def test_the_weekly_resync_passes_state_replace() -> None:
+    from orchestration.dagster_defs.dbt_assets import STATE_REPLACE_JOBS, dbt_build_args
+    from orchestration.dagster_defs.jobs import WEEKLY_RESYNC
+
+    assert WEEKLY_RESYNC in STATE_REPLACE_JOBS
+    args = dbt_build_args(districts=["D01"], state_replace=True)
+    assert json.loads(args[args.index("--vars") + 1])["state_replace"] is True
+    args = dbt_build_args(districts=["D01"])
+    assert "state_replace" not in json.loads(args[args.index("--vars") + 1])
+
+
 # --- the warehouse -------------------------------------------------------------------------------------
 
 def build(*args: str, districts: list[str] | None = None, full_refresh: bool = False) -> dbt_runner.DbtRunResult:
