@@ -31,6 +31,22 @@
          batches its parents have incorporated; the orchestration shows built_at as the last build time.
          as_of_date is null for these tables (the aggregation records its own).
 
+    Incremental by landing batch (state_delta_active(): a `dbt run` or `dbt build` of an existing table
+    with a landing key, i.e. a unique index (district_code, <key>), without `--full-refresh` and without
+    the var `state_replace: true`): step 1 also works out, per selected district, which landing keys
+    changed since the batch the district's model_build row records (capture_state_changes() in
+    landing_horizon.sql: keys of inserted, changed and deleted rows, or every key of a district never
+    built); the model reads only those keys (state_changes_filter(), in each model's WHERE), and step 2
+    becomes
+           delete from <model> where district_code in (<districts rebuilt whole>);
+           delete from <model> using pg_temp.state_changed_keys (the changed keys' old rows);
+           insert into <model> select * from <temp>;  (their current rows; a deleted key has none)
+    Row-level statements only: readers keep reading, no table rewrite, no index rebuild; a district with
+    nothing new costs one query on landing.load_batch/load_log. The state tables copy their landing rows
+    (no column comes from a parent table), so a row changes only with its own landing row. The full
+    per-district replace above stays for `--full-refresh`, `state_replace: true` (the weekly resync and
+    the resync tool pass it, orchestration/dbt/runner.py) and tables without a landing key (district).
+
     The whole sequence commits or rolls back as one transaction, so a failing build leaves the table and
     its model_build rows as they were. `--full-refresh` cannot drop the table (full_refresh: false):
     a full rebuild of every district is a run without the districts var.
@@ -57,8 +73,18 @@
             ~ strays.columns[0].values() | join(', ') ~ " outside the selection (" ~ districts | join(', ')
             ~ "); filter its landing reads with district_filter()") }}
     {%- endif -%}
+    {%- if state_delta_active() %}
+    delete from {{ target_relation }}
+    where district_code in (select district_code from pg_temp.state_delta where mode = 'full');
+
+    delete from {{ target_relation }} as target
+    using pg_temp.state_changed_keys as changed
+    where target.district_code = changed.district_code
+        and target.{{ adapter.quote(state_delta_key()) }} = changed.key;
+    {%- else %}
     delete from {{ target_relation }}
     where {{ district_filter('district_code', districts) }};
+    {%- endif %}
 
     insert into {{ target_relation }} ({{ columns }})
     select {{ columns }}
@@ -69,4 +95,59 @@
 {% macro uses_district_replace() -%}
     {{- return(config.get('materialized') == 'incremental'
                and config.get('incremental_strategy') == 'district_replace') -}}
+{%- endmacro %}
+
+
+{#-
+    state_replace_requested(): the var `state_replace` (true: every selected district replaced whole, as
+    before incremental state tables; the weekly resync and the resync tool pass it).
+-#}
+{% macro state_replace_requested() -%}
+    {%- set value = var('state_replace', false) -%}
+    {{- return(value is true or (value is string and value | lower in ('true', 'yes', '1'))) -}}
+{%- endmacro %}
+
+
+{#-
+    state_delta_key(): the landing key of a state model: the second column of its unique index
+    (district_code, <key>), which is also its landing table's primary key; none without one.
+-#}
+{% macro state_delta_key() -%}
+    {%- for index in config.get('indexes') or [] -%}
+        {%- if index.get('unique') and index['columns'] | length == 2 and index['columns'][0] == 'district_code' -%}
+            {{- return(index['columns'][1]) -}}
+        {%- endif -%}
+    {%- endfor -%}
+    {{- return(none) -}}
+{%- endmacro %}
+
+
+{#-
+    state_delta_active(): whether this run of this model is incremental by landing batch (see above). Only
+    `dbt run` and `dbt build` execute the pre-hook that collects the changed keys, so `dbt compile` and
+    `dbt show` read the whole selection.
+-#}
+{% macro state_delta_active() -%}
+    {{- return(execute
+               and flags.WHICH in ('run', 'build')
+               and not flags.FULL_REFRESH
+               and not flags.EMPTY
+               and uses_district_replace()
+               and state_delta_key() is not none
+               and not state_replace_requested()
+               and load_relation(this) is not none) -}}
+{%- endmacro %}
+
+
+{#-
+    state_changes_filter(): appended to the district filter of a state model's landing read: in an
+    incremental run, only the keys capture_state_changes() collected (the uncorrelated exists is
+    evaluated once, so a run with nothing to do does not even scan the key list).
+-#}
+{% macro state_changes_filter() -%}
+    {%- if state_delta_active() -%}
+        {%- set key = adapter.quote(state_delta_key()) -%}
+    and exists (select from pg_temp.state_changed_keys)
+    and (district_code, {{ key }}) in (select changed.district_code, changed.key from pg_temp.state_changed_keys as changed)
+    {%- endif -%}
 {%- endmacro %}

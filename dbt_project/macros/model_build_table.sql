@@ -1,6 +1,7 @@
 {#-
     create_model_build_table(): the on-run-start hook that creates state.model_build, the per model and
-    district record of the landing horizon a build read (see district_replace.sql).
+    district record of the landing horizon a build read (see district_replace.sql), and state.report_build,
+    the per report and district record of its last rebuild (report_replace.sql).
 -#}
 {% macro create_model_build_table() -%}
     {#- A district-level writer may not create tables; a state-level build made this one
@@ -19,9 +20,25 @@
         as_of_date date,
         primary key (model_name, district_code)
     );
+    -- When the district's rows of the model last changed (a build that found nothing to do keeps it): the
+    -- reports rebuild a district only when a model they read changed it since (macros/report_replace.sql).
+    alter table state.model_build add column if not exists changed_at timestamptz;
     comment on table state.model_build is
         'Per model and district: the landing horizon (max landing.load_batch.batch_id) the last build read, '
         'when it was built and, for att_day_aggregation, its as-of date. Written by macros/district_replace.sql.';
     grant select on state.model_build to attendance_read;
+    -- Per report and district: the last rebuild of the district's report rows (macros/report_replace.sql).
+    create table if not exists state.report_build (
+        report_name text not null,
+        district_code text not null,
+        built_at timestamptz not null,
+        as_of_date date,
+        changed_at timestamptz not null,
+        primary key (report_name, district_code)
+    );
+    comment on table state.report_build is
+        'Per report and district: when its rows were last rebuilt and with which as-of date. '
+        'Written by macros/report_replace.sql.';
+    grant select on state.report_build to attendance_read;
     commit
 {%- endmacro %}

@@ -95,11 +95,13 @@ class DbtBuildConfig(Config):
     """Run options of the dbt step (Launchpad: ops -> <dbt op> -> config)."""
 
     full_refresh: bool = False  # --full-refresh: recompute incremental models (the Aggregation Refresh)
+    state_replace: bool = False  # replace the state tables' districts whole (the weekly resync always does)
     as_of_date: str | None = None  # ISO date for att_day_aggregation and the reports; default yesterday
 
 
 def dbt_build_args(*, select: Sequence[str] | None = None, districts: Sequence[str] | None = None,
-                   as_of_date: str | None = None, full_refresh: bool = False) -> list[str]:
+                   as_of_date: str | None = None, full_refresh: bool = False,
+                   state_replace: bool = False) -> list[str]:
     """The `dbt build` argument list (selection args are added by dagster-dbt when `select` is None)."""
     from orchestration.warehouse.rights import district_writer_dbt_args
 
@@ -108,7 +110,7 @@ def dbt_build_args(*, select: Sequence[str] | None = None, districts: Sequence[s
         args += ["--select", " ".join(select)]
     args += district_writer_dbt_args(args)
     # The CLI's runner's vars: codes canonical, the state's time zone, the as-of date checked.
-    args += vars_argument(districts, as_of_date_of(as_of_date))
+    args += vars_argument(districts, as_of_date_of(as_of_date), state_replace=state_replace)
     if full_refresh:
         args.append("--full-refresh")
     return args
@@ -274,6 +276,15 @@ def _lock_timeout_holders(target_path: Path) -> str:
     return lock_timeout_holders(nodes)
 
 
+# Jobs whose dbt step replaces every selected district of the state tables whole (dagster_defs/jobs.py's
+# WEEKLY_RESYNC): the weekly resync also catches what incremental runs cannot see (a changed model).
+STATE_REPLACE_JOBS = frozenset({"weekly_state_resync"})
+
+
+def replaces_state(context: AssetExecutionContext, config: DbtBuildConfig) -> bool:
+    return config.state_replace or context.job_name in STATE_REPLACE_JOBS
+
+
 def _holder(context: AssetExecutionContext) -> str:
     return f"run {context.run.run_id[:8]} step {context.op_execution_context.op.name}"
 
@@ -290,7 +301,8 @@ def build_dbt_assets(partitions: PartitionsDefinition) -> list[AssetsDefinition]
                         config: DbtBuildConfig) -> Iterator[DbtEvent]:
         districts = sorted(context.partition_keys)
         context.log.info(f"dbt build for district(s) {', '.join(districts)}")
-        args = dbt_build_args(districts=districts, as_of_date=config.as_of_date, full_refresh=config.full_refresh)
+        args = dbt_build_args(districts=districts, as_of_date=config.as_of_date, full_refresh=config.full_refresh,
+                              state_replace=replaces_state(context, config))
         yield from dbt_build_events(dbt, args, holder=_holder(context), log=context.log, districts=districts,
                            context=context)
 
@@ -303,7 +315,8 @@ def build_dbt_assets(partitions: PartitionsDefinition) -> list[AssetsDefinition]
                     pool=WRITER_POOL, name="statewide_models")
         def statewide_models(context: AssetExecutionContext, dbt: AttendanceDbtCliResource,
                              config: DbtBuildConfig) -> Iterator[DbtEvent]:
-            args = dbt_build_args(as_of_date=config.as_of_date, full_refresh=config.full_refresh)
+            args = dbt_build_args(as_of_date=config.as_of_date, full_refresh=config.full_refresh,
+                                  state_replace=replaces_state(context, config))
             yield from dbt_build_events(dbt, args, holder=_holder(context), log=context.log, districts=None,
                                context=context)
 

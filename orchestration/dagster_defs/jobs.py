@@ -131,7 +131,8 @@ def resync_models(context: OpExecutionContext, dbt: AttendanceDbtCliResource,
     codes = resolve_districts(config.districts)
     select = resync_selection(config.objects, config.check_dependencies)
     context.log.info(f"resync of {' '.join(select)} for {', '.join(codes)}")
-    args = dbt_build_args(select=select, districts=codes, as_of_date=config.as_of_date)
+    # The resync tool replaces the districts' state rows whole (not only the batches they lack).
+    args = dbt_build_args(select=select, districts=codes, as_of_date=config.as_of_date, state_replace=True)
     yield from dbt_build_events(dbt, args, holder=_holder(context), log=context.log, districts=codes, context=None)
 
 

@@ -141,11 +141,16 @@ def dbt_executable() -> str:
     return "dbt"
 
 
-def dbt_vars(districts: Sequence[str] | None = None, as_of_date: date | None = None) -> dict[str, object]:
+def dbt_vars(districts: Sequence[str] | None = None, as_of_date: date | None = None, *,
+             state_replace: bool = False) -> dict[str, object]:
     """The `--vars` of a run: the district selection (canonical and sorted; None or empty = every
     district), the as-of date (None: dbt's default, the last complete day: yesterday in the state's time
-    zone, see macros/as_of_date.sql) and that time zone."""
+    zone, see macros/as_of_date.sql) and that time zone. state_replace: the state tables replace each
+    selected district whole instead of applying the landing batches they have not incorporated (the
+    weekly resync and the resync tool, macros/district_replace.sql)."""
     values: dict[str, object] = {"state_time_zone": state_time_zone()}
+    if state_replace:
+        values["state_replace"] = True
     if districts:
         values["districts"] = sorted({canonical_code(code) for code in districts})
     if as_of_date is not None:
@@ -155,7 +160,7 @@ def dbt_vars(districts: Sequence[str] | None = None, as_of_date: date | None = N
 
 def dbt_args(args: list[str], *, districts: list[str] | None = None, as_of_date: date | None = None,
              full_refresh: bool = False, project_dir: Path | None = None, profiles_dir: Path | None = None,
-             target_path: Path | None = None, log_path: Path | None = None) -> list[str]:
+             target_path: Path | None = None, log_path: Path | None = None, state_replace: bool = False) -> list[str]:
     """The dbt command line after `dbt`: the subcommand and its arguments, then the project's options."""
     if not args or args[0].startswith("-"):
         raise ValueError(f"dbt arguments must start with a subcommand (build, run, test, ls, ...), got {args!r}")
@@ -170,15 +175,16 @@ def dbt_args(args: list[str], *, districts: list[str] | None = None, as_of_date:
         command += ["--log-path", str(log_path)]
     if selection_of(args):
         command += NO_MATCH_IS_AN_ERROR
-    command += vars_argument(districts, as_of_date)
+    command += vars_argument(districts, as_of_date, state_replace=state_replace)
     if full_refresh:
         command.append("--full-refresh")
     return command
 
 
-def vars_argument(districts: Sequence[str] | None = None, as_of_date: date | None = None) -> list[str]:
+def vars_argument(districts: Sequence[str] | None = None, as_of_date: date | None = None, *,
+                  state_replace: bool = False) -> list[str]:
     """`--vars` with dbt_vars: the one place every dbt run (CLI, Dagster, tests) gets its vars from."""
-    return ["--vars", json.dumps(dbt_vars(districts, as_of_date), sort_keys=True)]
+    return ["--vars", json.dumps(dbt_vars(districts, as_of_date, state_replace=state_replace), sort_keys=True)]
 
 
 def as_of_date_of(text: str | None) -> date | None:
@@ -258,7 +264,7 @@ def _read_run_results(target_path: Path) -> tuple[dict[str, Any] | None, list[No
 
 def run_dbt(args: list[str], *, districts: list[str] | None = None, as_of_date: date | None = None,
             full_refresh: bool = False, target_path: Path | None = None, timeout: float | None = None,
-            env: dict[str, str] | None = None) -> DbtRunResult:
+            env: dict[str, str] | None = None, state_replace: bool = False) -> DbtRunResult:
     """Run one dbt command (e.g. `["build", "--select", "+attendance"]`) and collect its results.
 
     `districts` limits the state models to those districts (None: every district of the registry);
@@ -274,7 +280,7 @@ def run_dbt(args: list[str], *, districts: list[str] | None = None, as_of_date: 
         target.mkdir(parents=True, exist_ok=True)
         (target / "run_results.json").unlink(missing_ok=True)
         arguments = dbt_args(args, districts=districts, as_of_date=as_of_date, full_refresh=full_refresh,
-                             target_path=target, log_path=log_path)
+                             target_path=target, log_path=log_path, state_replace=state_replace)
         completed = run_child([*DBT_COMMAND, *arguments], env=environment, timeout=timeout,
                               cwd=settings.PROJECT_ROOT)
         run_results, nodes = _read_run_results(target)

@@ -33,6 +33,7 @@ from orchestration.districts.contract import TABLES, create_table_sql
 from orchestration.districts.registry import District, DistrictSource
 from orchestration.landing.load import load_districts
 from orchestration.warehouse import database
+from orchestration.warehouse.writer_sessions import LOCK_TIMEOUT_VARIABLE
 from tests.support.warehouse import state_database, unique_name
 
 AS_OF = date(2025, 9, 16)
@@ -118,9 +119,14 @@ def create_district(name: str, rows: str) -> None:
         conn.execute(rows)
 
 
+# The districts' source databases, by code (filled by the `reports` fixture).
+SOURCES: dict[str, str] = {}
+
+
 @pytest.fixture(scope="module")
 def reports() -> Iterator[psycopg.Connection]:
     sources = {"RA": unique_name("district_ra"), "RB": unique_name("district_rb")}
+    SOURCES.update(sources)
     try:
         with state_database("test_dbt_reports"):
             create_district(sources["RA"], DISTRICT_RA)
@@ -212,3 +218,55 @@ def test_headline_figures_statewide_and_per_district(reports: psycopg.Connection
         "chronic absence % (RA)": 33.3, "ADA (RA)": 3.2, "ADM (RA)": 3.5,
         "chronic absence % (RB)": 0.0, "ADA (RB)": 1.5, "ADM (RB)": 1.5,
     }
+
+
+# --- incremental runs: only what changed is rewritten, without blocking readers --------------------------
+
+REPORTS = ("student_attendance", "school_attendance", "statewide_student_attendance")
+
+
+def report_rows(conn: psycopg.Connection) -> dict[str, dict[str, str]]:
+    """Per report: each row (as text) -> its physical version (ctid and xmin), which every write changes."""
+    return {table: dict(conn.execute(f"select t::text, ctid::text || '/' || xmin::text from reports.{table} as t"
+                                     ).fetchall()) for table in REPORTS}
+
+
+def change_and_load(code: str, statement: str) -> None:
+    with database.connect(SOURCES[code], autocommit=True) as source:
+        source.execute(statement)
+    results = load_districts([District(code, code, DistrictSource("database", database=SOURCES[code]))])
+    assert all(result.ok for result in results), [result.error for result in results]
+
+
+def test_a_report_run_with_nothing_changed_writes_no_row(reports: psycopg.Connection) -> None:
+    before = report_rows(reports)
+    run = dbt_runner.run_dbt(["run", "--select", "state", "reports"], as_of_date=AS_OF)
+    assert run.success, run.failure_message
+    assert report_rows(reports) == before
+
+
+def test_a_change_in_one_district_rewrites_only_its_rows_while_a_reader_reads(
+        reports: psycopg.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = report_rows(reports)
+    # Student SE (RB person 31) gets another state_id: RB's rows change, and two statewide rows.
+    change_and_load("RB", "update person set state_id = 'SF' where person_id = 31")
+    monkeypatch.setenv(LOCK_TIMEOUT_VARIABLE, "3")
+    with database.connect() as reader:  # an analyst's open transaction on every report
+        for table in REPORTS:
+            reader.execute(f"select count(*) from reports.{table}")
+        run = dbt_runner.run_dbt(["run", "--select", "state", "reports"], as_of_date=AS_OF, timeout=300)
+        reader.rollback()
+    assert run.success, run.failure_message
+    after = report_rows(reports)
+    for table in ("student_attendance", "school_attendance"):
+        kept = {row for row in before[table] if row.startswith("(RA,")}
+        assert kept and all(after[table].get(row) == before[table][row] for row in kept), table
+        assert all(after[table].get(row) != before[table][row] for row in before[table] if row.startswith("(RB,"))
+    statewide_before, statewide_after = before["statewide_student_attendance"], after["statewide_student_attendance"]
+    assert {row for row in statewide_before if row not in statewide_after} == {
+        row for row in statewide_before if row.startswith("(SE,")}
+    assert [row for row in statewide_after if row not in statewide_before] == [
+        row.replace("(SE,", "(SF,") for row in statewide_before if row.startswith("(SE,")]
+    assert all(statewide_after[row] == version for row, version in statewide_before.items()
+               if not row.startswith("(SE,"))
+    assert reports.execute("select state_id from reports.student_attendance where person_id = 31").fetchone() == ("SF",)

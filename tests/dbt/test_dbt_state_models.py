@@ -55,6 +55,17 @@ def test_dbt_args_refuses_bad_codes_and_a_missing_subcommand() -> None:
         dbt_runner.dbt_args(["--select", "x"])
 
 
+def test_the_weekly_resync_passes_state_replace() -> None:
+    from orchestration.dagster_defs.dbt_assets import STATE_REPLACE_JOBS, dbt_build_args
+    from orchestration.dagster_defs.jobs import WEEKLY_RESYNC
+
+    assert WEEKLY_RESYNC in STATE_REPLACE_JOBS
+    args = dbt_build_args(districts=["D01"], state_replace=True)
+    assert json.loads(args[args.index("--vars") + 1])["state_replace"] is True
+    args = dbt_build_args(districts=["D01"])
+    assert "state_replace" not in json.loads(args[args.index("--vars") + 1])
+
+
 # --- the warehouse -------------------------------------------------------------------------------------
 
 def build(*args: str, districts: list[str] | None = None, full_refresh: bool = False) -> dbt_runner.DbtRunResult:
@@ -203,6 +214,69 @@ def test_district_whose_landing_emptied_ends_with_no_rows(warehouse: Warehouse, 
     after = checksums(state)
     assert {key for key in after if key[1] == "D04"} == {("district", "D04")}
     assert all(after[key] == value for key, value in before.items() if key[1] != "D04")
+
+
+STATE_RUN = ("run", "--select", "state", "--exclude", "att_day_aggregation")
+
+
+def row_versions(conn: psycopg.Connection) -> dict[str, dict[tuple[str, int], str]]:
+    """Per state table with a landing key: (district, key) -> the row's physical version (ctid and xmin),
+    which every write of the row changes."""
+    versions = {}
+    for spec in TABLES:
+        rows = conn.execute(sql.SQL("select district_code, {}, ctid::text || '/' || xmin::text from state.{}").format(
+            sql.Identifier(spec.primary_key), sql.Identifier(spec.name))).fetchall()
+        versions[spec.name] = {(code, key): version for code, key, version in rows}
+    return versions
+
+
+def changes_recorded(conn: psycopg.Connection) -> dict[tuple[str, str], object]:
+    return {(model, code): changed for model, code, changed in conn.execute(
+        "select model_name, district_code, changed_at from state.model_build where model_name <> 'district'")}
+
+
+def test_a_run_with_nothing_new_writes_no_row(state: psycopg.Connection) -> None:
+    build(*STATE_RUN)  # whatever earlier tests loaded is incorporated
+    before, changes_before, builds_before = row_versions(state), changes_recorded(state), model_builds(state)
+    build(*STATE_RUN)
+    assert row_versions(state) == before
+    assert changes_recorded(state) == changes_before
+    builds_after = model_builds(state)
+    assert all(builds_after[key][0] == batch and builds_after[key][1] > built_at
+               for key, (batch, built_at) in builds_before.items())
+
+
+def test_a_load_rewrites_only_the_rows_its_batch_changed(warehouse: Warehouse, state: psycopg.Connection) -> None:
+    build(*STATE_RUN)
+    before = row_versions(state)
+    with warehouse.district_db("D01") as district:
+        district.execute("update attendance set status = 'T', present_minutes = 30 where attendance_id = 503")
+        district.execute("create temporary table copied as select * from attendance where attendance_id = 503")
+        district.execute("update copied set attendance_id = 9503")
+        district.execute("insert into attendance select * from copied")  # a new key (or a key change)
+        row = district.execute("delete from attendance where attendance_id = (select max(attendance_id) "
+                               "from attendance where attendance_id not in (503, 9503)) returning attendance_id"
+                               ).fetchone()
+        district.execute("update person set first_name = 'Changed' where person_id = 1")
+    assert row is not None
+    deleted = row[0]
+    warehouse.load("D01")
+    build(*STATE_RUN)
+    after = row_versions(state)
+    rewritten = {(table, key) for table, rows in after.items() for key, version in rows.items()
+                 if before[table].get(key) != version}
+    gone = {(table, key) for table, rows in before.items() for key in rows if key not in after[table]}
+    assert rewritten == {("attendance", ("D01", 503)), ("attendance", ("D01", 9503)), ("person", ("D01", 1))}
+    assert gone == {("attendance", ("D01", deleted))}
+    assert state.execute("select status, present_minutes from state.attendance where district_code = 'D01' "
+                         "and attendance_id = 9503").fetchone() == ("T", 30)
+    # The weekly resync's replace (the var state_replace) finds the same rows, and rewrites them all.
+    incremental = checksums(state)
+    result = dbt_runner.run_dbt(list(STATE_RUN), as_of_date=date(2026, 9, 2), state_replace=True)
+    assert result.success, result.failure_message
+    assert checksums(state) == incremental
+    replaced = row_versions(state)
+    assert all(replaced["attendance"][key] != version for key, version in after["attendance"].items())
 
 
 def test_readers_may_select_every_state_table(state: psycopg.Connection) -> None:

@@ -1,5 +1,6 @@
-"""att_day_aggregation: an incremental run equals a full recompute, after any sequence of district changes
-and as-of dates (docs/domain.md, "Aggregated attendance"), on a real PostgreSQL with the real dbt project.
+"""att_day_aggregation, every other state table and the reports: an incremental run equals a full
+recompute, after any sequence of district changes and as-of dates (docs/domain.md, "Aggregated
+attendance"), on a real PostgreSQL with the real dbt project.
 
 Landing loads are mimicked by LandingLoad (tests/support/districts.py: a load_batch row; rows inserted,
 updated with their previous image in landing.superseded_row, or flagged deleted), so a test controls
@@ -19,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from orchestration.dbt import runner as dbt_runner
 from orchestration.districts.contract import TABLES
 from tests.support.districts import (
     CHANGES,
@@ -163,8 +165,45 @@ def test_incremental_runs_equal_a_full_recompute_through_a_school_fortnight(ware
 
 # --- property: random change sequences -------------------------------------------------------------------
 
+# Changes beyond the aggregation's inputs, for the other state tables and the reports: a key change (the
+# row deleted and sent again under a new key), students moving between state_ids (the statewide report),
+# a school renamed and a calendar excluded (the school report), rows of tables no model reads, deletes.
+STATE_CHANGES = ("attendance_rekeyed", "person_changed", "school_renamed", "calendar_excluded",
+                 "behavior_type_added", "behavior_type_changed", "enrollment_deleted")
+
+
+def apply_state_change(district: DistrictRows, change: str) -> None:
+    rng, rows = district.rng, district.rows
+    if change == "attendance_rekeyed" and rows["attendance"]:
+        row = rows["attendance"].pop(rng.choice(district.ids("attendance")))
+        district.put("attendance", {**row, "attendance_id": district.new_id()})
+    elif change == "person_changed":
+        row = rows["person"][rng.choice(district.ids("person"))]
+        row["state_id"] = rng.choice([None, f"D01-{rng.randint(1, 5)}", f"D02-{rng.randint(1, 5)}"])
+        row["last_name"] = rng.choice("LMN")
+    elif change == "school_renamed":
+        rows["school"][1]["name"] = rng.choice(["School 1", "School One", "Uno"])
+    elif change == "calendar_excluded":
+        row = rows["calendar"][rng.choice([10, 20])]
+        row["exclude"] = not row["exclude"]
+    elif change == "behavior_type_added":
+        type_id = district.new_id()
+        district.put("behavior_type", {"type_id": type_id, "calendar_id": 10, "code": f"B{type_id}", "name": None,
+                                       "category": None, "state_event_code": None, "active": True})
+    elif change == "behavior_type_changed" and rows["behavior_type"]:
+        key = rng.choice(district.ids("behavior_type"))
+        if rng.random() < 0.5:
+            del rows["behavior_type"][key]
+        else:
+            rows["behavior_type"][key]["active"] = not rows["behavior_type"][key]["active"]
+    elif change == "enrollment_deleted" and len(rows["enrollment"]) > 1:
+        del rows["enrollment"][rng.choice(district.ids("enrollment"))]
+    elif change in CHANGES:
+        apply_change(district, change)
+
+
 STEP = st.tuples(
-    st.lists(st.sampled_from(CHANGES), min_size=0, max_size=3),   # changes in the step's load
+    st.lists(st.sampled_from(CHANGES + STATE_CHANGES), min_size=0, max_size=3),   # changes in the step's load
     st.sampled_from(["D01", "D02"]),                                  # the district that loads
     st.integers(min_value=-3, max_value=3),                           # as-of date move, in school days
     st.booleans(),                                                    # rebuild the parents first?
@@ -190,18 +229,26 @@ def test_random_change_sequences_keep_incremental_equal_to_full(
     for district in districts.values():
         load(warehouse.conn, district)
     position = 4
-    warehouse.build_all(days[position])
+    warehouse.build_everything(days[position])
     warehouse.assert_equal(days[position])
-    for changes, code, move, rebuild_parents in steps:
+    for number, (changes, code, move, rebuild_parents) in enumerate(steps, start=1):
         for change in changes:
-            apply_change(districts[code], change)
+            apply_state_change(districts[code], change)
         load(warehouse.conn, districts[code])
         position = min(max(position + move, 0), len(days) - 1)
-        (warehouse.build_all if rebuild_parents else warehouse.aggregate)(days[position])
+        # The last step brings every state table and report up to date (incrementally) for the comparison.
+        everything = rebuild_parents or number == len(steps)
+        (warehouse.build_everything if everything else warehouse.aggregate)(days[position])
         warehouse.assert_equal(days[position])
-    warehouse.snapshot("incremental_result")
-    warehouse.aggregate(days[position], full_refresh=True)
-    assert warehouse.differs_from_snapshot("incremental_result") == (0, 0)
+    # Every state table and report equals its full rebuild.
+    warehouse.snapshot_all()
+    warehouse.build_everything(days[position], replace=True)
+    assert warehouse.differences_from_snapshots() == {}
+
+
+# Every table the property compares: the state tables (the aggregation too) and the reports.
+BUILT_TABLES = (*(f"state.{name}" for name in ("district", *(spec.name for spec in TABLES), "att_day_aggregation")),
+                "reports.student_attendance", "reports.school_attendance", "reports.statewide_student_attendance")
 
 
 class ResettableWarehouse(Warehouse):
@@ -212,7 +259,35 @@ class ResettableWarehouse(Warehouse):
                           "landing.load_batch, landing.district restart identity cascade")
         self.conn.execute("drop table if exists state.att_day_aggregation cascade")
         self.conn.execute("drop table if exists state.model_build")
+        self.conn.execute("drop table if exists state.report_build")
         self.conn.commit()
+
+    def build_everything(self, as_of: dt.date, *, replace: bool = False) -> None:
+        """The state tables and the reports in one run: incremental, or (replace) everything rebuilt whole:
+        the state tables' districts replaced, the aggregation refreshed, every report district rebuilt."""
+        dbt_runner.run_dbt(["run", "--select", "state", "reports"], as_of_date=as_of, full_refresh=replace,
+                           state_replace=replace).raise_for_failure()
+
+    def snapshot_all(self) -> None:
+        for table in BUILT_TABLES:
+            name = "snapshot__" + table.replace(".", "__")
+            self.conn.execute(f"drop table if exists public.{name}")
+            self.conn.execute(f"create table public.{name} as select * from {table}")
+        self.conn.commit()
+
+    def differences_from_snapshots(self) -> dict[str, tuple[int, int]]:
+        """Per table that differs from its snapshot: (rows only in the table, rows only in the snapshot)."""
+        found = {}
+        for table in BUILT_TABLES:
+            snapshot = "public.snapshot__" + table.replace(".", "__")
+            row = self.conn.execute(
+                f"select (select count(*) from (select * from {table} except all select * from {snapshot}) as a), "
+                f"(select count(*) from (select * from {snapshot} except all select * from {table}) as b)").fetchone()
+            assert row is not None
+            if row != (0, 0):
+                found[table] = (int(row[0]), int(row[1]))
+        self.conn.commit()
+        return found
 
 
 @pytest.fixture(scope="module")

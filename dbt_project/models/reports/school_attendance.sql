@@ -2,20 +2,27 @@
 -- average daily membership (ADM), average daily attendance (ADA) and the chronic absence rate.
 -- Calendars with exclude = true are left out of both the days and the students. Rates: 4 decimals.
 
+{#- Incremental runs read only the districts whose rows can have changed (macros/report_replace.sql). #}
+{%- set rebuilt = report_district_filter() %}
+
 with student_attendance as (
     select * from {{ ref('student_attendance') }}
+    where {{ rebuilt }}
 ),
 
 calendar as (
     select * from {{ ref('calendar') }}
+    where {{ rebuilt }}
 ),
 
 day as (
     select * from {{ ref('day') }}
+    where {{ rebuilt }}
 ),
 
 school as (
     select * from {{ ref('school') }}
+    where {{ rebuilt }}
 ),
 
 as_of as (

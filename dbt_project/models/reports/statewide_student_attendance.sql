@@ -2,8 +2,15 @@
 -- the student figures summed, so a student who moved between districts is judged on the whole year.
 -- Students without a state_id cannot be matched across districts and are left out.
 
+-- Recomputed whole when any district's student rows were rebuilt, else not read at all; only changed rows
+-- are written (macros/report_replace.sql).
+-- depends_on: {{ ref('district') }}
+{{ config(report_strategy='statewide') }}
+{%- set rebuilt = report_district_filter() %}
+
 with student_attendance as (
     select * from {{ ref('student_attendance') }}
+    where {{ rebuilt }}
 ),
 
 statewide as (

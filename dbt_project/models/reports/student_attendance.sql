@@ -3,16 +3,22 @@
 -- left out. Only aggregation days up to the report's as-of date count (see report_as_of_dates).
 -- Day counts are multiples of 0.5 (one decimal); rates are rounded to 4 decimals.
 
+{#- Incremental runs read only the districts whose rows can have changed (macros/report_replace.sql). #}
+{%- set rebuilt = report_district_filter() %}
+
 with aggregation as (
     select * from {{ ref('att_day_aggregation') }}
+    where {{ rebuilt }}
 ),
 
 calendar as (
     select * from {{ ref('calendar') }}
+    where {{ rebuilt }}
 ),
 
 person as (
     select * from {{ ref('person') }}
+    where {{ rebuilt }}
 ),
 
 as_of as (

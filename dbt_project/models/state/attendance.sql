@@ -11,6 +11,7 @@
 with attendance as (
     select * from {{ ref('stg_landing__attendance') }}
     where {{ district_filter() }}
+        {{ state_changes_filter() }}
 ),
 
 final as (

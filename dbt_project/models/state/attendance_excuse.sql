@@ -8,6 +8,7 @@
 with attendance_excuse as (
     select * from {{ ref('stg_landing__attendance_excuse') }}
     where {{ district_filter() }}
+        {{ state_changes_filter() }}
 ),
 
 final as (

@@ -7,6 +7,7 @@
 with behavior_resolution_type as (
     select * from {{ ref('stg_landing__behavior_resolution_type') }}
     where {{ district_filter() }}
+        {{ state_changes_filter() }}
 ),
 
 final as (

@@ -7,6 +7,7 @@
 with behavior_type as (
     select * from {{ ref('stg_landing__behavior_type') }}
     where {{ district_filter() }}
+        {{ state_changes_filter() }}
 ),
 
 final as (

@@ -9,6 +9,7 @@
 with calendar as (
     select * from {{ ref('stg_landing__calendar') }}
     where {{ district_filter() }}
+        {{ state_changes_filter() }}
 ),
 
 final as (

@@ -10,6 +10,7 @@
 with day as (
     select * from {{ ref('stg_landing__day') }}
     where {{ district_filter() }}
+        {{ state_changes_filter() }}
 ),
 
 final as (

@@ -8,6 +8,7 @@
 with enrollment as (
     select * from {{ ref('stg_landing__enrollment') }}
     where {{ district_filter() }}
+        {{ state_changes_filter() }}
 ),
 
 final as (

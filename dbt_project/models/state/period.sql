@@ -7,6 +7,7 @@
 with period as (
     select * from {{ ref('stg_landing__period') }}
     where {{ district_filter() }}
+        {{ state_changes_filter() }}
 ),
 
 final as (

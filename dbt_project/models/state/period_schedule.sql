@@ -8,6 +8,7 @@
 with period_schedule as (
     select * from {{ ref('stg_landing__period_schedule') }}
     where {{ district_filter() }}
+        {{ state_changes_filter() }}
 ),
 
 final as (

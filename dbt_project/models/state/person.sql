@@ -7,6 +7,7 @@
 with person as (
     select * from {{ ref('stg_landing__person') }}
     where {{ district_filter() }}
+        {{ state_changes_filter() }}
 ),
 
 final as (

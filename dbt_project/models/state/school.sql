@@ -7,6 +7,7 @@
 with school as (
     select * from {{ ref('stg_landing__school') }}
     where {{ district_filter() }}
+        {{ state_changes_filter() }}
 ),
 
 final as (

@@ -7,6 +7,7 @@
 with school_year as (
     select * from {{ ref('stg_landing__school_year') }}
     where {{ district_filter() }}
+        {{ state_changes_filter() }}
 ),
 
 final as (
