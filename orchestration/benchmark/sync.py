@@ -86,7 +86,7 @@ def compare_syncs(districts: list[District], section: Any, timed: Timed, as_of: 
     nothing = step("dbt run of the state tables, nothing changed", False, ["run", "--select", STATE_MODELS],
                    as_of_date=as_of)
     weekly = step("weekly resync end to end (weekly_state_resync: load every district, dbt build with tests)",
-                  True, ["build"], as_of_date=as_of)
+                  True, ["build"], as_of_date=as_of, state_replace=True)
     assert nothing is not None and weekly is not None
     state_models = {n.unique_id for n in nothing.nodes if n.unique_id.startswith("model.")}
     new_as_of = simulate_one_day()
