@@ -23,5 +23,40 @@
         'Per model and district: the landing horizon (max landing.load_batch.batch_id) the last build read, '
         'when it was built and, for att_day_aggregation, its as-of date. Written by macros/district_replace.sql.';
     grant select on state.model_build to attendance_read;
+    {{ model_build_origin_columns() }}
     commit
+{%- endmacro %}
+
+
+{#-
+    model_build_origin_columns(): part of create_model_build_table. Who made each build (its origin:
+    macros/run_origin.sql) and a change sequence (build_seq, set on every upsert) that the Dagster sensor
+    reporting builds follows; the same for the unpartitioned report models in state.report_build. Columns
+    are added only when missing, so that a routine build takes no exclusive lock on state.model_build.
+-#}
+{% macro model_build_origin_columns() -%}
+    create sequence if not exists state.model_build_seq;
+    do $origin_columns$
+    begin
+        if not exists (select 1 from pg_attribute where attrelid = 'state.model_build'::regclass
+                       and attname = 'build_seq' and not attisdropped) then
+            alter table state.model_build add column if not exists origin text,
+                add column if not exists build_seq bigint;
+        end if;
+        if not has_sequence_privilege('attendance_district_write', 'state.model_build_seq', 'usage') then
+            grant usage on sequence state.model_build_seq to attendance_district_write;
+        end if;
+    end
+    $origin_columns$;
+    create table if not exists state.report_build (
+        model_name text primary key,
+        built_at timestamptz not null,
+        as_of_date date,
+        origin text,
+        build_seq bigint not null
+    );
+    comment on table state.report_build is
+        'Per report model (built whole, not by district): when it was last built, its as-of date, by which '
+        'path (origin) and its change sequence. Written by macros/report_build.sql.';
+    grant select on state.report_build to attendance_read;
 {%- endmacro %}

@@ -12,6 +12,7 @@ from pathlib import Path
 from orchestration.child_processes import Stopped, stop_on_signals
 from orchestration.cli import errors as cli_errors
 from orchestration.settings import local_dir
+from orchestration.warehouse.run_origin import ORIGIN_VARIABLE, cli_origin
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -321,6 +322,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.registry:
         os.environ["ATTENDANCE_REGISTRY"] = str(Path(args.registry).resolve())
+    # Every load and build this command makes records it as their origin (warehouse/run_origin.py); a
+    # Dagster run it starts records its own run id instead.
+    os.environ[ORIGIN_VARIABLE] = cli_origin(args.name)
 
     # SIGTERM (a scheduler, `timeout`) unwinds like Ctrl-C: children are stopped before the writer lock goes.
     stop_on_signals()

@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import functools
 
-from dagster import Definitions, in_process_executor
+from dagster import (
+    AssetChecksDefinition,
+    AssetKey,
+    AssetsDefinition,
+    Definitions,
+    PartitionsDefinition,
+    SensorDefinition,
+    in_process_executor,
+)
 
 from orchestration.dagster_defs.dbt_assets import build_dbt_assets
+from orchestration.dagster_defs.district_checks import build_district_checks
 from orchestration.dagster_defs.jobs import asset_jobs, op_jobs
-from orchestration.dagster_defs.landing_assets import build_landing_assets
+from orchestration.dagster_defs.landing_assets import build_landing_assets, landing_key
 from orchestration.dagster_defs.partitions import district_partitions
 from orchestration.dagster_defs.project import ensure_manifest
 from orchestration.dagster_defs.resources import dbt_resource
@@ -22,6 +31,8 @@ from orchestration.dagster_defs.sync_status import (
     build_sync_status_sensor,
     sync_status_job,
 )
+from orchestration.dagster_defs.warehouse_sensor import build_warehouse_sensor, sensor_targets
+from orchestration.districts.contract import TABLES
 from orchestration.settings import registry_path
 
 
@@ -30,16 +41,31 @@ def build_definitions() -> Definitions:
     partitions = district_partitions()
     jobs = asset_jobs()
     status_job = sync_status_job()
+    assets = [build_landing_assets(partitions), *build_dbt_assets(partitions), build_sync_status_asset()]
+    checks, sensor = warehouse_sensor_and_checks(assets, partitions)
     return Definitions(
-        assets=[build_landing_assets(partitions), *build_dbt_assets(partitions), build_sync_status_asset()],
+        assets=assets,
+        asset_checks=[checks],
         jobs=[*jobs, *op_jobs(), status_job],
         schedules=build_schedules({j.name: j for j in jobs}, partitions),
-        sensors=[build_sync_status_sensor(status_job)],
+        sensors=[build_sync_status_sensor(status_job), sensor],
         resources={"dbt": dbt_resource()},
         # Steps run one after another anyway (landing, then dbt); one process per run saves the
         # start-up of a process per step.
         executor=in_process_executor,
     )
+
+
+def warehouse_sensor_and_checks(assets: list[AssetsDefinition],
+                                partitions: PartitionsDefinition) -> tuple[AssetChecksDefinition, SensorDefinition]:
+    """The per-district checks of the landing and state assets, and the sensor that evaluates them and
+    reports writes made outside Dagster (warehouse_sensor.py)."""
+    keys = {key for definition in assets for key in definition.keys}
+    landing = [landing_key(spec.name) for spec in TABLES if landing_key(spec.name) in keys]
+    state = [key for key in keys if key.path[0] == "state"
+             and any(definition.partitions_def is not None for definition in assets if key in definition.keys)]
+    checks = build_district_checks(sorted(state, key=AssetKey.to_user_string), landing, partitions)
+    return checks, build_warehouse_sensor(sensor_targets(keys, set(checks.check_keys)))
 
 
 @functools.cache

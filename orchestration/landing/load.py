@@ -32,6 +32,7 @@ from orchestration.landing.guard import (
 )
 from orchestration.warehouse import database
 from orchestration.warehouse.rights import district_scope, require_write
+from orchestration.warehouse.run_origin import current_origin
 from orchestration.warehouse.setup import WRITE_ROLE, ensure_district_partition, ensure_partition, ensure_warehouse
 from orchestration.warehouse.writer_lock import district_lock_name, lock_row
 from orchestration.warehouse.writer_sessions import mark_writer_session
@@ -133,8 +134,9 @@ class _DistrictLoad:
     """One district's load inside one transaction on `conn`."""
 
     def __init__(self, conn: psycopg.Connection, district: District, source: DistrictSource,
-                 guard: DeleteGuard | None = None) -> None:
+                 guard: DeleteGuard | None = None, origin: str | None = None) -> None:
         self.conn, self.district, self.source = conn, district, source
+        self.origin = origin or current_origin()  # who loads: recorded with the batch (run_origin.py)
         self.code = district.code
         self.guard = guard or DeleteGuard.for_district(district, None)
         self.district_level = False  # loading with a district-level Write right (run() decides)
@@ -288,8 +290,8 @@ class _DistrictLoad:
         # One writer per district: a second load of the same district waits here for the first to commit.
         lock_row(conn, district_lock_name(self.code))
         batch_row = conn.execute(
-            "insert into landing.load_batch (district_code, started_at) values (%s, now()) returning batch_id",
-            (self.code,)).fetchone()
+            "insert into landing.load_batch (district_code, started_at, origin) values (%s, now(), %s) "
+            "returning batch_id", (self.code, self.origin)).fetchone()
         assert batch_row is not None
         batch_id = int(batch_row[0])
         timings: dict[str, float] = {}
@@ -341,11 +343,12 @@ def _database_error(conn: psycopg.Connection, error: psycopg.Error) -> str:
 
 
 def load_district(district: District, *, conn: psycopg.Connection | None = None,
-                  allow_mass_delete: str | None = None) -> DistrictLoadResult:
+                  allow_mass_delete: str | None = None, origin: str | None = None) -> DistrictLoadResult:
     """Load one district in one transaction; raise DistrictLoadError with landing left as it was.
 
     `allow_mass_delete` names the operator's explicit override of the mass-delete guard (e.g. the CLI
     flag), recorded with every deletion above the limit it lets through; None: the limits apply.
+    `origin` is recorded with the batch (run_origin.py; None: this process's origin).
     """
     guard = DeleteGuard.for_district(district, allow_mass_delete)
     own = conn is None
@@ -361,7 +364,7 @@ def load_district(district: District, *, conn: psycopg.Connection | None = None,
             raise DistrictLoadError(district.code, str(error).removeprefix(f"district {district.code}: ")) from None
         try:
             with conn.transaction():
-                result = _DistrictLoad(conn, district, source, guard).run()
+                result = _DistrictLoad(conn, district, source, guard, origin).run()
                 record_loaded_district(conn, district)
                 return result
         except psycopg.Error as error:
@@ -393,11 +396,11 @@ def prepare_warehouse() -> None:
             ensure_override_table(conn)
 
 
-def _record_failure(conn: psycopg.Connection, district_code: str, error: str) -> None:
+def _record_failure(conn: psycopg.Connection, district_code: str, error: str, origin: str | None = None) -> None:
     try:
         with conn.transaction():
-            conn.execute("insert into landing.load_failure (district_code, error) values (%s, %s)",
-                         (district_code, error))
+            conn.execute("insert into landing.load_failure (district_code, error, origin) values (%s, %s, %s)",
+                         (district_code, error, origin or current_origin()))
     except psycopg.errors.InsufficientPrivilege:
         pass  # the failure is still reported to the caller; a user without Write cannot log it
     except psycopg.OperationalError:
@@ -418,7 +421,8 @@ def _reconnect_state() -> psycopg.Connection | None:
         return None
 
 
-def load_districts(districts: list[District], *, allow_mass_delete: str | None = None) -> list[DistrictLoadResult]:
+def load_districts(districts: list[District], *, allow_mass_delete: str | None = None,
+                   origin: str | None = None) -> list[DistrictLoadResult]:
     """Load each district in turn; a district's failure is recorded and does not stop the others.
 
     Raises StateDatabaseUnavailable when the state database cannot be reached before any load; a server
@@ -439,12 +443,12 @@ def load_districts(districts: list[District], *, allow_mass_delete: str | None =
             try:
                 if conn is None:
                     raise DistrictLoadError(district.code, "not loaded: the state database cannot be reached")
-                results.append(load_district(district, conn=conn, allow_mass_delete=allow_mass_delete))
+                results.append(load_district(district, conn=conn, allow_mass_delete=allow_mass_delete, origin=origin))
             except DistrictLoadError as error:
                 results.append(DistrictLoadResult(district.code, ok=False, error=str(error),
                                                   duration_s=time.perf_counter() - started))
                 if conn is not None:
-                    _record_failure(conn, district.code, str(error))
+                    _record_failure(conn, district.code, str(error), origin)
     finally:
         if conn is not None:
             conn.close()
