@@ -17,9 +17,10 @@ from dagster import (
     SensorDefinition,
     in_process_executor,
 )
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from orchestration.dagster_defs.dbt_assets import build_dbt_assets
-from orchestration.dagster_defs.district_checks import build_district_checks
+from orchestration.dagster_defs.district_checks import build_district_checks, district_checks_job
 from orchestration.dagster_defs.jobs import asset_jobs, op_jobs
 from orchestration.dagster_defs.landing_assets import build_landing_assets, landing_key
 from orchestration.dagster_defs.partitions import district_partitions
@@ -42,11 +43,11 @@ def build_definitions() -> Definitions:
     jobs = asset_jobs()
     status_job = sync_status_job()
     assets = [build_landing_assets(partitions), *build_dbt_assets(partitions), build_sync_status_asset()]
-    checks, sensor = warehouse_sensor_and_checks(assets, partitions)
+    checks, checks_job, sensor = warehouse_sensor_and_checks(assets, partitions)
     return Definitions(
         assets=assets,
         asset_checks=[checks],
-        jobs=[*jobs, *op_jobs(), status_job],
+        jobs=[*jobs, *op_jobs(), status_job, checks_job],
         schedules=build_schedules({j.name: j for j in jobs}, partitions),
         sensors=[build_sync_status_sensor(status_job), sensor],
         resources={"dbt": dbt_resource()},
@@ -56,8 +57,9 @@ def build_definitions() -> Definitions:
     )
 
 
-def warehouse_sensor_and_checks(assets: list[AssetsDefinition],
-                                partitions: PartitionsDefinition) -> tuple[AssetChecksDefinition, SensorDefinition]:
+def warehouse_sensor_and_checks(
+        assets: list[AssetsDefinition], partitions: PartitionsDefinition,
+) -> tuple[AssetChecksDefinition, UnresolvedAssetJobDefinition, SensorDefinition]:
     """The per-district checks of the landing and state assets, and the sensor that evaluates them and
     reports writes made outside Dagster (warehouse_sensor.py)."""
     keys = {key for definition in assets for key in definition.keys}
@@ -65,7 +67,8 @@ def warehouse_sensor_and_checks(assets: list[AssetsDefinition],
     state = [key for key in keys if key.path[0] == "state"
              and any(definition.partitions_def is not None for definition in assets if key in definition.keys)]
     checks = build_district_checks(sorted(state, key=AssetKey.to_user_string), landing, partitions)
-    return checks, build_warehouse_sensor(sensor_targets(keys, set(checks.check_keys)))
+    checks_job = district_checks_job(checks)
+    return checks, checks_job, build_warehouse_sensor(sensor_targets(keys, set(checks.check_keys)), checks_job)
 
 
 @functools.cache

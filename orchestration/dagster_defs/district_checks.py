@@ -5,8 +5,8 @@ $ATTENDANCE_STALE_AFTER_HOURS, the rule of `monitoring/sync_status`: for a state
 landing data its state was built from ("state data as of"), for a landing asset the age of its last load.
 `last_load_ok` (landing assets): the district's last load attempt committed.
 
-The warehouse sensor (warehouse_sensor.py) evaluates both whenever a verdict changes; they can also be
-executed from the UI for a partition, which evaluates the same rule now.
+The warehouse sensor (warehouse_sensor.py) launches a run of the `evaluate_district_checks` job for a district
+whenever one of its verdicts changes; they can also be executed from the UI for a partition.
 """
 
 # No `from __future__ import annotations`: Dagster reads the op signatures' types at runtime.
@@ -19,14 +19,22 @@ from dagster import (
     AssetCheckEvaluation,
     AssetCheckExecutionContext,
     AssetCheckKey,
-    AssetCheckResult,
     AssetChecksDefinition,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetKey,
+    AssetSelection,
     MetadataValue,
+    PartitionKeyRange,
     PartitionsDefinition,
+    define_asset_job,
     multi_asset_check,
+)
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
 )
 
 from orchestration.dbt.runner import state_time_zone
@@ -41,6 +49,9 @@ from orchestration.warehouse import database
 
 FRESH_CHECK = "district_fresh"
 LOAD_CHECK = "last_load_ok"
+CHECKS_JOB = "evaluate_district_checks"
+# Marks the sensor's check runs (the sync status is not refreshed after them: nothing was written).
+CHECK_RUN_TAG = "attendance/district_checks"
 
 
 @dataclass(frozen=True)
@@ -113,22 +124,38 @@ def build_district_checks(state_keys: Sequence[AssetKey], landing_keys: Sequence
     layer_of = {key: "landing" for key in landing_keys} | {key: "state" for key in state_keys}
 
     @multi_asset_check(specs=specs, name="district_checks", can_subset=True)
-    def district_checks(context: AssetCheckExecutionContext) -> Iterator[AssetCheckResult]:
-        district = context.op_execution_context.partition_key
+    def district_checks(context: AssetCheckExecutionContext) -> Iterator[AssetCheckEvaluation]:
+        # Evaluations name their partition: a run over a range of districts (the UI's single-run
+        # backfill) evaluates each of them, which an AssetCheckResult (one step partition) cannot.
+        districts = run_districts(context.run.tags, partitions)
         verdicts = {(v.layer, v.district): v for v in freshness(sync_status_rows())}
         with database.connect(autocommit=True) as conn:
             outcomes = last_load_outcomes(conn)
         zone = state_time_zone()
         for check_key in sorted(context.selected_asset_check_keys, key=AssetCheckKey.to_user_string):
-            if check_key.name == FRESH_CHECK and (layer_of[check_key.asset_key], district) in verdicts:
-                verdict = verdicts[(layer_of[check_key.asset_key], district)]
-                evaluation = fresh_evaluation(check_key.asset_key, verdict, in_time_zone(verdict.data_as_of, zone))
-            elif check_key.name == LOAD_CHECK and district in outcomes:
-                evaluation = load_evaluation(check_key.asset_key, district, outcomes[district], zone)
-            else:
-                continue
-            yield AssetCheckResult(asset_key=check_key.asset_key, check_name=check_key.name,
-                                   passed=evaluation.passed, severity=evaluation.severity,
-                                   description=evaluation.description, metadata=evaluation.metadata)
+            for district in districts:
+                verdict = verdicts.get((layer_of[check_key.asset_key], district))
+                if check_key.name == FRESH_CHECK and verdict is not None:
+                    yield fresh_evaluation(check_key.asset_key, verdict, in_time_zone(verdict.data_as_of, zone))
+                elif check_key.name == LOAD_CHECK and district in outcomes:
+                    yield load_evaluation(check_key.asset_key, district, outcomes[district], zone)
 
     return district_checks
+
+
+def run_districts(tags: Mapping[str, str], partitions: PartitionsDefinition) -> list[str]:
+    """The districts of a run: its partition, its partition range, else every district."""
+    if PARTITION_NAME_TAG in tags:
+        return [tags[PARTITION_NAME_TAG]]
+    if ASSET_PARTITION_RANGE_START_TAG in tags:
+        return list(partitions.get_partition_keys_in_range(PartitionKeyRange(
+            tags[ASSET_PARTITION_RANGE_START_TAG], tags[ASSET_PARTITION_RANGE_END_TAG])))
+    return list(partitions.get_partition_keys())
+
+
+def district_checks_job(checks: AssetChecksDefinition) -> UnresolvedAssetJobDefinition:
+    """The per-district checks alone, run by partition (the warehouse sensor's check runs)."""
+    return define_asset_job(CHECKS_JOB, selection=AssetSelection.checks(*checks.check_keys),
+                            partitions_def=next(iter(checks.check_specs)).partitions_def,
+                            description="Evaluate the per-district checks (district_fresh, last_load_ok) of a "
+                            "district.")

@@ -64,7 +64,7 @@ class AttendanceDbtCliResource(DbtCliResource):
     def setup_for_execution(self, context: InitResourceContext) -> None:
         super().setup_for_execution(context)
         # The run whose steps use this resource: its builds record it as their origin.
-        self._run_id = context.run_id
+        self._run_id = context.run.run_id if context.run else None
 
     def cli(self, args: Sequence[str], **kwargs: Any) -> DbtCliInvocation:
         with dbt_connection_environment(dagster_run_origin(self._run_id) if self._run_id else None):

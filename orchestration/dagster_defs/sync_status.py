@@ -29,6 +29,7 @@ from dagster import (
 )
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
+from orchestration.dagster_defs.district_checks import CHECK_RUN_TAG
 from orchestration.monitoring.sync_status import (
     DEFAULT_STALE_AFTER_HOURS,
     STALE_AFTER_VARIABLE,
@@ -97,6 +98,8 @@ def build_sync_status_sensor(job: UnresolvedAssetJobDefinition) -> SensorDefinit
     def sync_status_after_runs(context: RunStatusSensorContext) -> RunRequest | SkipReason:
         if context.dagster_run.job_name == SYNC_STATUS_JOB:
             return SkipReason("the run was a sync status refresh")
+        if CHECK_RUN_TAG in context.dagster_run.tags:
+            return SkipReason("the run only evaluated checks (district_checks.py)")
         return RunRequest(run_key=f"after-{context.dagster_run.run_id}")
 
     return sync_status_after_runs

@@ -7,9 +7,11 @@ and reports, as runless events on the district partitions:
 - a materialization of each built state model (state/<model>), report (reports/<model>) and loaded
   landing table (landing/<table>), with rows, landing batch, as-of date, when (in the state's time zone)
   and the origin; writes of a Dagster run are skipped, the run reported them already;
-- an observation of a failed load on its landing partitions, and the `last_load_ok` check;
-- the `district_fresh` check of each landing and state partition whose verdict changed or which was
-  written (district_checks.py);
+- an observation of a failed load on its landing partitions;
+- a run of the per-partition checks (district_checks.py: `district_fresh`, `last_load_ok`) for each district
+  whose verdict changed, and for every district on the first tick. A run, not runless evaluations: Dagster
+  1.13 stores one runless evaluation per check and partition only (its unique index on run id and
+  partition refuses the second), while evaluations made in runs are kept one per run;
 - `monitoring/sync_status` with its check whenever the code location starts (the daemon's first tick)
   and whenever a write outside Dagster or a changed verdict changed it. After a Dagster run the
   `sync_status_after_runs` sensor refreshes it instead, so one change refreshes it once.
@@ -31,21 +33,17 @@ from dagster import (
     AssetObservation,
     DefaultSensorStatus,
     MetadataValue,
+    RunRequest,
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
     sensor,
 )
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from orchestration.dagster_defs.dbt_assets import is_district_model, model_nodes, model_table, translator
-from orchestration.dagster_defs.district_checks import (
-    FRESH_CHECK,
-    LOAD_CHECK,
-    Freshness,
-    fresh_evaluation,
-    freshness,
-    load_evaluation,
-)
+from orchestration.dagster_defs.district_checks import CHECK_RUN_TAG, FRESH_CHECK, LOAD_CHECK, Freshness, freshness
 from orchestration.dagster_defs.landing_assets import landing_key
 from orchestration.dagster_defs.sync_status import SYNC_STATUS_KEY, districts_fresh_verdict, sync_status_metadata
 from orchestration.dbt.runner import state_time_zone
@@ -120,14 +118,20 @@ class _Tick:
     position: WritePosition
     zone: str
     events: list[AssetEvent] = field(default_factory=list)
-    written: set[tuple[str, str]] = field(default_factory=set)  # (layer, district) written by any path
     by_dagster: set[str] = field(default_factory=set)  # districts a Dagster run wrote
     changed_outside_dagster: bool = False
+    checks: dict[str, set[AssetCheckKey]] = field(default_factory=dict)  # district -> checks to evaluate
+
+    def evaluate(self, district: str, keys: Sequence[AssetKey], check: str) -> None:
+        wanted = {AssetCheckKey(key, check) for key in keys} & self.targets.checks
+        if wanted:
+            self.checks.setdefault(district, set()).update(wanted)
 
 
 def report_writes(targets: SensorTargets, position: WritePosition, *,
-                  refresh_status: bool) -> tuple[list[AssetEvent], WritePosition]:
-    """The events for everything written since `position`, and the position after them.
+                  refresh_status: bool) -> tuple[list[AssetEvent], dict[str, set[AssetCheckKey]], WritePosition]:
+    """The events for everything written since `position`, the checks to evaluate per district, and the
+    position after them.
 
     `refresh_status`: materialize sync_status even when nothing changed (the code location just started).
     """
@@ -147,7 +151,7 @@ def report_writes(targets: SensorTargets, position: WritePosition, *,
         tick.events.append(AssetMaterialization(SYNC_STATUS_KEY, metadata=sync_status_metadata(rows)))
         tick.events.append(districts_fresh_verdict(rows))
     position.started = True
-    return tick.events, position
+    return tick.events, tick.checks, position
 
 
 def _text(value: Any) -> MetadataValue:
@@ -171,8 +175,6 @@ def _report_builds(conn: psycopg.Connection, tick: _Tick, builds: Sequence[Model
     reported: dict[str, list[ModelBuild]] = {}
     for build in builds:
         tick.position.builds[build.position_key] = build.build_seq
-        if build.district:
-            tick.written.add(("state", build.district))
         if is_dagster_run(build.origin):
             if build.district:
                 tick.by_dagster.add(build.district)
@@ -208,7 +210,6 @@ def _load_metadata(load: TableLoad, zone: str) -> dict[str, Any]:
 def _report_loads(tick: _Tick, loads: Sequence[TableLoad]) -> None:
     for load in loads:
         tick.position.loads[load.district] = max(tick.position.loads.get(load.district, 0), load.batch_id)
-        tick.written.add(("landing", load.district))
         if is_dagster_run(load.origin):
             tick.by_dagster.add(load.district)
             continue
@@ -222,7 +223,6 @@ def _report_loads(tick: _Tick, loads: Sequence[TableLoad]) -> None:
 def _report_failures(tick: _Tick, failures: Sequence[LoadFailure]) -> None:
     for failure in failures:
         tick.position.failures[failure.district] = failure.failure_id
-        tick.written.add(("landing", failure.district))
         if is_dagster_run(failure.origin):
             continue  # the run's failed step shows it
         metadata = {"load_failed": _text(failure.error), "failed_at": _text(in_time_zone(failure.failed_at, tick.zone)),
@@ -238,8 +238,7 @@ def _report_load_outcomes(conn: psycopg.Connection, tick: _Tick, first: bool) ->
         if not first and tick.position.load_ok.get(district) == outcome.ok:
             continue
         tick.position.load_ok[district] = outcome.ok
-        tick.events += [load_evaluation(key, district, outcome, tick.zone) for key in tick.targets.landing.values()
-                        if tick.targets.has_check(key, LOAD_CHECK)]
+        tick.evaluate(district, list(tick.targets.landing.values()), LOAD_CHECK)
 
 
 def _layer_keys(targets: SensorTargets, layer: str) -> list[AssetKey]:
@@ -249,37 +248,45 @@ def _layer_keys(targets: SensorTargets, layer: str) -> list[AssetKey]:
 
 
 def _report_freshness(tick: _Tick, verdicts: Sequence[Freshness], first: bool) -> bool:
-    """district_fresh of every partition whose verdict changed or that was written; whether a verdict
+    """district_fresh of every partition whose verdict changed (all on the first tick); whether a verdict
     changed for a district no Dagster run wrote (the after-run sensor refreshes sync_status for those)."""
     changed_outside_dagster = False
     for verdict in verdicts:
         changed = tick.position.stale.get(verdict.key) != verdict.stale
-        if not (first or changed or (verdict.layer, verdict.district) in tick.written):
+        if not (first or changed):
             continue
         tick.position.stale[verdict.key] = verdict.stale
         changed_outside_dagster |= changed and not first and verdict.district not in tick.by_dagster
-        as_of = in_time_zone(verdict.data_as_of, tick.zone)
-        tick.events += [fresh_evaluation(key, verdict, as_of) for key in _layer_keys(tick.targets, verdict.layer)
-                        if tick.targets.has_check(key, FRESH_CHECK)]
+        tick.evaluate(verdict.district, _layer_keys(tick.targets, verdict.layer), FRESH_CHECK)
     return changed_outside_dagster
 
 
-def build_warehouse_sensor(targets: SensorTargets) -> SensorDefinition:
+def check_run_requests(checks: Mapping[str, set[AssetCheckKey]]) -> list[RunRequest]:
+    """One run of the district checks per district, for the checks whose verdict changed."""
+    # The district as the partition tag, not as partition_key: Dagster derives a job's partitions from its
+    # assets, and this job holds checks only.
+    return [RunRequest(asset_check_keys=sorted(keys, key=AssetCheckKey.to_user_string),
+                       tags={CHECK_RUN_TAG: "true", PARTITION_NAME_TAG: district})
+            for district, keys in sorted(checks.items())]
+
+
+def build_warehouse_sensor(targets: SensorTargets, checks_job: UnresolvedAssetJobDefinition) -> SensorDefinition:
     # sync_status is refreshed on the first tick of each process that serves this sensor: the daemon
     # (re)started, or the definitions were reloaded.
     started = {"refreshed": False}
 
-    @sensor(name=SENSOR_NAME, minimum_interval_seconds=INTERVAL_SECONDS, default_status=DefaultSensorStatus.RUNNING,
+    @sensor(name=SENSOR_NAME, job=checks_job, minimum_interval_seconds=INTERVAL_SECONDS,
+            default_status=DefaultSensorStatus.RUNNING,
             description="Reports loads and builds made outside Dagster (CLI, plain dbt) as materializations of "
             "their district partitions, per district freshness checks, and the sync status.")
     def warehouse_writes(context: SensorEvaluationContext) -> SensorResult:
         position = WritePosition.from_json(context.cursor)
         try:
-            events, position = report_writes(targets, position, refresh_status=not started["refreshed"])
+            events, checks, position = report_writes(targets, position, refresh_status=not started["refreshed"])
         except psycopg.OperationalError as error:
             return SensorResult(skip_reason=f"the state database cannot be reached: {error}".strip(),
                                 cursor=context.cursor)
         started["refreshed"] = True
-        return SensorResult(asset_events=events, cursor=position.to_json())
+        return SensorResult(asset_events=events, run_requests=check_run_requests(checks), cursor=position.to_json())
 
     return warehouse_writes

@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,9 @@ from dagster import (
     build_sensor_context,
 )
 from dagster._core.event_api import PartitionKeyFilter
+from dagster._core.storage.tags import PARTITION_NAME_TAG
 
-from orchestration.dagster_defs.district_checks import FRESH_CHECK, LOAD_CHECK
+from orchestration.dagster_defs.district_checks import CHECKS_JOB, FRESH_CHECK, LOAD_CHECK
 from orchestration.dagster_defs.sync_status import SYNC_STATUS_KEY
 from orchestration.dagster_defs.warehouse_sensor import SENSOR_NAME
 from orchestration.dbt.runner import dbt_environment
@@ -52,14 +53,24 @@ LANDING_KEYS = [AssetKey(["landing", spec.name]) for spec in TABLES]
 class Story:
     env: DagsterEnv
     cursor: str | None = None
+    check_runs: dict[str, set[AssetCheckKey]] = field(default_factory=dict)  # of the last tick, per district
 
     def tick(self) -> list[Any]:
-        """One sensor evaluation as the daemon makes it: events reported to the instance, cursor saved."""
+        """One sensor evaluation as the daemon makes it: events reported to the instance, requested check
+        runs executed, cursor saved."""
         sensor = self.env.defs.get_sensor_def(SENSOR_NAME)
         with build_sensor_context(instance=self.env.instance, cursor=self.cursor, definitions=self.env.defs) as context:
             data = sensor.evaluate_tick(context)
         for event in data.asset_events:
             self.env.instance.report_runless_asset_event(event)
+        self.check_runs = {}
+        job = self.env.defs.resolve_job_def(CHECKS_JOB)
+        for request in data.run_requests or []:
+            assert request.asset_check_keys
+            self.check_runs[request.tags[PARTITION_NAME_TAG]] = set(request.asset_check_keys)
+            result = job.get_subset(asset_check_selection=set(request.asset_check_keys)).execute_in_process(
+                instance=self.env.instance, tags=request.tags)
+            assert result.success
         self.cursor = data.cursor
         return list(data.asset_events)
 
@@ -105,7 +116,8 @@ def check_verdict(story: Story, key: AssetKey, check: str, partition: str) -> bo
     records = story.env.instance.event_log_storage.get_asset_check_execution_history(
         AssetCheckKey(key, check), limit=1, partition_filter=PartitionKeyFilter(key=partition))
     assert records and records[0].event is not None, f"{key.to_user_string()} {check} {partition}: never evaluated"
-    evaluation = records[0].event.dagster_event.event_specific_data.evaluation  # type: ignore[union-attr]
+    evaluation = records[0].event.dagster_event.event_specific_data  # type: ignore[union-attr]
+    assert isinstance(evaluation, AssetCheckEvaluation)
     assert evaluation.partition == partition
     return bool(evaluation.passed)
 
@@ -159,9 +171,9 @@ def test_first_tick_reports_every_partition_written_by_the_cli(story: Story) -> 
     expected = {(key.to_user_string(), code) for key in [*state_keys(story), *LANDING_KEYS] for code in CODES}
     assert expected <= materialized(events)
 
-    # Nothing new: the saved cursor reports nothing (no event, nothing added to the instance).
+    # Nothing new: the saved cursor reports nothing (no event, no check run, nothing added to the instance).
     before = materialization_count(story, PERSON, "D01")
-    assert story.tick() == []
+    assert story.tick() == [] and story.check_runs == {}
     assert materialization_count(story, PERSON, "D01") == before
 
 
@@ -196,6 +208,7 @@ def test_a_dagster_run_is_not_reported_twice(story: Story) -> None:
     before = {key: materialization_count(story, key, "D03") for key in (PERSON, LANDING_PERSON)}
     events = story.tick()
     assert not [e for e in events if isinstance(e, AssetMaterialization | AssetObservation)]
+    assert story.check_runs == {}  # its verdicts did not change
     assert {key: materialization_count(story, key, "D03") for key in (PERSON, LANDING_PERSON)} == before
     assert latest(story, PERSON, "D03").metadata.get("origin") is None  # the run's own materialization
 
@@ -214,6 +227,7 @@ def test_a_failed_load_shows_on_its_district_partitions(story: Story) -> None:
     assert {(e.asset_key, e.partition) for e in observed} == {(key, "D04") for key in LANDING_KEYS}
     assert "person" in meta(observed[0], "load_failed")
     assert meta(observed[0], "origin") == "attendance-sync load"
+    assert set(story.check_runs) == {"D04"}
     for code in CODES:
         assert check_verdict(story, LANDING_PERSON, LOAD_CHECK, code) == (code != "D04")
     # A later successful load clears it.
@@ -226,18 +240,17 @@ def test_a_failed_load_shows_on_its_district_partitions(story: Story) -> None:
 def test_staleness_verdicts_per_partition(story: Story, monkeypatch: pytest.MonkeyPatch) -> None:
     story.tick()  # settle
     monkeypatch.setenv("ATTENDANCE_STALE_AFTER_HOURS", "0.00001")
-    events = story.tick()
-    checks = [e for e in events if isinstance(e, AssetCheckEvaluation) and e.check_name == FRESH_CHECK]
-    assert {(e.asset_key, e.partition) for e in checks} == {
-        (key, code) for key in [*state_keys(story), *LANDING_KEYS] for code in CODES}
-    assert not any(e.passed for e in checks)
+    story.tick()
+    assert story.check_runs == {code: {AssetCheckKey(key, FRESH_CHECK) for key in [*state_keys(story), *LANDING_KEYS]}
+                                for code in CODES}
     for code in CODES:
         assert not check_verdict(story, AGGREGATION, FRESH_CHECK, code)
         assert not check_verdict(story, LANDING_PERSON, FRESH_CHECK, code)
     assert meta(latest(story, SYNC_STATUS_KEY, None), "stale_districts") == ", ".join(CODES)
     # The verdicts did not change: no new evaluations (the event log is not flooded every tick).
-    assert story.tick() == []
+    assert story.tick() == [] and story.check_runs == {}
     monkeypatch.delenv("ATTENDANCE_STALE_AFTER_HOURS")
-    events = story.tick()
-    assert all(e.passed for e in events if isinstance(e, AssetCheckEvaluation) and e.check_name == FRESH_CHECK)
+    story.tick()
+    assert set(story.check_runs) == set(CODES)
     assert all(check_verdict(story, AGGREGATION, FRESH_CHECK, code) for code in CODES)
+    assert all(check_verdict(story, LANDING_PERSON, FRESH_CHECK, code) for code in CODES)
