@@ -39,10 +39,12 @@ from dagster_dbt.errors import DagsterDbtCliRuntimeError
 from psycopg import sql
 
 from orchestration.child_processes import stop_process
+from orchestration.dagster_defs.catalog import source_group, source_key
 from orchestration.dagster_defs.project import dbt_project, manifest
 from orchestration.dagster_defs.resources import AttendanceDbtCliResource
 from orchestration.dbt.runner import NodeResult, as_of_date_of, lock_timeout_holders, vars_argument
 from orchestration.districts.admin import sync_registry_file
+from orchestration.monitoring.report_headlines import report_headline_metadata
 from orchestration.warehouse import database
 from orchestration.warehouse.writer_lock import state_writer_lock
 
@@ -50,6 +52,7 @@ from orchestration.warehouse.writer_lock import state_writer_lock
 WRITER_POOL = "attendance_state_writer"
 # staging/ is ephemeral (compiled into the state models), so it has no assets.
 DISTRICT_FOLDERS = ("state",)
+REPORTS_FOLDER = "reports"
 DISTRICT_SELECT = " ".join(f"path:models/{folder}" for folder in DISTRICT_FOLDERS)
 AGGREGATION_MODEL = "att_day_aggregation"
 
@@ -57,16 +60,17 @@ DbtEvent = Output | AssetMaterialization | AssetObservation | AssetCheckResult |
 
 
 class AttendanceTranslator(DagsterDbtTranslator):
-    """Landing sources keep the keys of the landing assets; groups follow the dbt folders."""
+    """Sources take their catalog keys (catalog.py: landing tables, the districts, bookkeeping); model
+    groups follow the dbt folders (state, reports)."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
-        if dbt_resource_props["resource_type"] == "source" and dbt_resource_props.get("schema") == "landing":
-            return AssetKey(["landing", dbt_resource_props["name"]])
+        if dbt_resource_props["resource_type"] == "source":
+            return source_key(dbt_resource_props["schema"], dbt_resource_props["name"])
         return super().get_asset_key(dbt_resource_props)
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         if dbt_resource_props["resource_type"] == "source":
-            return "landing"
+            return source_group(dbt_resource_props["schema"], dbt_resource_props["name"])
         fqn = dbt_resource_props.get("fqn", [])
         return fqn[1] if len(fqn) > 2 else "dbt"
 
@@ -174,6 +178,11 @@ def stream_with_row_counts(events: Iterable[DbtEvent], *, districts: Sequence[st
         yield from _with_row_counts(conn, events, nodes_by_id, districts=districts, context=context)
 
 
+def is_report_model(node: Mapping[str, Any]) -> bool:
+    fqn = node.get("fqn", [])
+    return node.get("resource_type") == "model" and len(fqn) > 2 and fqn[1] == REPORTS_FOLDER
+
+
 def _with_row_counts(conn: psycopg.Connection, events: Iterable[DbtEvent],
                      nodes_by_id: Mapping[str, Mapping[str, Any]], *, districts: Sequence[str] | None,
                      context: AssetExecutionContext | None) -> Iterator[DbtEvent]:
@@ -183,6 +192,10 @@ def _with_row_counts(conn: psycopg.Connection, events: Iterable[DbtEvent],
             yield event
             continue
         metadata, counts = row_count_metadata(conn, node, districts)
+        if is_report_model(node):
+            # Numeric metadata: the UI plots each figure over the report's materializations. Read again
+            # after each report, since the figures come from all three.
+            metadata.update(report_headline_metadata(conn))
         if isinstance(event, Output):
             assert context is not None
             key = context.asset_key_for_output(event.output_name)

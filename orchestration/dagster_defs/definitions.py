@@ -19,12 +19,13 @@ from dagster import (
 )
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
+from orchestration.dagster_defs.catalog import catalog_specs
 from orchestration.dagster_defs.dbt_assets import build_dbt_assets
 from orchestration.dagster_defs.district_checks import build_district_checks, district_checks_job
 from orchestration.dagster_defs.jobs import asset_jobs, op_jobs
 from orchestration.dagster_defs.landing_assets import build_landing_assets, landing_key
 from orchestration.dagster_defs.partitions import district_partitions
-from orchestration.dagster_defs.project import ensure_manifest
+from orchestration.dagster_defs.project import ensure_manifest, manifest
 from orchestration.dagster_defs.resources import dbt_resource
 from orchestration.dagster_defs.schedules import build_schedules
 from orchestration.dagster_defs.sync_status import (
@@ -45,7 +46,7 @@ def build_definitions() -> Definitions:
     assets = [build_landing_assets(partitions), *build_dbt_assets(partitions), build_sync_status_asset()]
     checks, checks_job, sensor = warehouse_sensor_and_checks(assets, partitions)
     return Definitions(
-        assets=assets,
+        assets=[*catalog_specs(manifest()), *assets],
         asset_checks=[checks],
         jobs=[*jobs, *op_jobs(), status_job, checks_job],
         schedules=build_schedules({j.name: j for j in jobs}, partitions),
@@ -64,8 +65,8 @@ def warehouse_sensor_and_checks(
     reports writes made outside Dagster (warehouse_sensor.py)."""
     keys = {key for definition in assets for key in definition.keys}
     landing = [landing_key(spec.name) for spec in TABLES if landing_key(spec.name) in keys]
-    state = [key for key in keys if key.path[0] == "state"
-             and any(definition.partitions_def is not None for definition in assets if key in definition.keys)]
+    state = [key for definition in assets if definition.partitions_def is not None
+             for key in definition.keys if key.path[0] == "state"]
     checks = build_district_checks(sorted(state, key=AssetKey.to_user_string), landing, partitions)
     checks_job = district_checks_job(checks)
     return checks, checks_job, build_warehouse_sensor(sensor_targets(keys, set(checks.check_keys)), checks_job)

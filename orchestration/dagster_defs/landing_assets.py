@@ -13,7 +13,7 @@ as it was; the step then fails after recording the districts that did load.
 """
 
 # No `from __future__ import annotations`: Dagster reads the op signatures' types at runtime.
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from dagster import (
@@ -32,8 +32,8 @@ from dagster import (
 )
 from pydantic import Field
 
+from orchestration.dagster_defs.catalog import LANDING_GROUP, source_key
 from orchestration.dagster_defs.dbt_assets import WRITER_POOL
-from orchestration.dagster_defs.project import manifest
 from orchestration.districts.admin import sync_registry_file
 from orchestration.districts.contract import TABLES
 from orchestration.districts.registry import select_districts
@@ -42,26 +42,21 @@ from orchestration.warehouse.run_origin import dagster_run_origin
 from orchestration.warehouse.writer_lock import state_writer_lock
 
 LANDING_ASSET_NAME = "landing_load"
-# Bookkeeping the loader writes alongside the district tables (orchestration/warehouse/setup.py).
-_BOOKKEEPING_TABLES = ("district", "load_batch", "load_log", "load_failure", "superseded_row")
 
 
-def landing_tables(dbt_manifest: Mapping[str, Any] | None = None) -> list[str]:
-    """Every landing table the loader writes: the district tables, then the bookkeeping dbt reads."""
-    names = [spec.name for spec in TABLES]
-    sources = (dbt_manifest or manifest())["sources"].values()
-    names += [s["name"] for s in sources if s.get("schema") == "landing" and s["name"] not in names]
-    return names
+def landing_tables() -> list[str]:
+    """The district tables the loader writes, one asset each. Its bookkeeping (load batches, logs, the
+    districts) is presented apart (catalog.py)."""
+    return [spec.name for spec in TABLES]
 
 
 def landing_key(table: str) -> AssetKey:
-    return AssetKey(["landing", table])
+    return source_key("landing", table)
 
 
 def _describe(table: str) -> str:
-    if table in {spec.name for spec in TABLES}:
-        return f"landing.{table}: each district's current `{table}` rows, one PostgreSQL partition per district."
-    return f"landing.{table}: load bookkeeping written by every district load."
+    return (f"landing.{table}: each district's current `{table}` rows as its District Edition last delivered "
+            "them, one partition per district; the state tables are built from them.")
 
 
 def district_table_metadata(results: Sequence[DistrictLoadResult], table: str) -> dict[str, dict[str, Any]]:
@@ -133,7 +128,7 @@ def _holder(context: AssetExecutionContext) -> str:
 
 def build_landing_assets(partitions: PartitionsDefinition) -> AssetsDefinition:
     tables = landing_tables()
-    specs = [AssetSpec(landing_key(t), group_name="landing", description=_describe(t), kinds={"postgres"},
+    specs = [AssetSpec(landing_key(t), group_name=LANDING_GROUP, description=_describe(t), kinds={"postgres"},
                        skippable=True) for t in tables]
 
     @multi_asset(specs=specs, name=LANDING_ASSET_NAME, partitions_def=partitions, can_subset=True,

@@ -20,7 +20,7 @@ The first tick without a cursor reports the current state of every partition onc
 """
 
 # No `from __future__ import annotations`: Dagster reads the sensor signature's types at runtime.
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +48,7 @@ from orchestration.dagster_defs.landing_assets import landing_key
 from orchestration.dagster_defs.sync_status import SYNC_STATUS_KEY, districts_fresh_verdict, sync_status_metadata
 from orchestration.dbt.runner import state_time_zone
 from orchestration.districts.contract import TABLES
+from orchestration.monitoring.report_headlines import report_headline_metadata
 from orchestration.monitoring.sync_status import sync_status_rows
 from orchestration.monitoring.warehouse_writes import (
     LoadFailure,
@@ -69,8 +70,6 @@ from orchestration.warehouse.run_origin import is_dagster_run
 SENSOR_NAME = "warehouse_writes"
 INTERVAL_SECONDS = 30
 AssetEvent = AssetMaterialization | AssetObservation | AssetCheckEvaluation
-# Extra metadata of a report's materialization (its headline figures), read in the sensor's connection.
-ReportMetadata = Callable[[psycopg.Connection], Mapping[str, Mapping[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -89,14 +88,12 @@ class SensorTargets:
     landing: Mapping[str, AssetKey]  # district table -> its landing asset
     checks: frozenset[AssetCheckKey]
     sync_status: bool
-    report_metadata: ReportMetadata | None = None
 
     def has_check(self, key: AssetKey, name: str) -> bool:
         return AssetCheckKey(key, name) in self.checks
 
 
-def sensor_targets(asset_keys: set[AssetKey], check_keys: set[AssetCheckKey],
-                   report_metadata: ReportMetadata | None = None) -> SensorTargets:
+def sensor_targets(asset_keys: set[AssetKey], check_keys: set[AssetCheckKey]) -> SensorTargets:
     """The targets for definitions holding `asset_keys`: a model not in the manifest, or whose asset is
     not defined, is never reported."""
     dbt_translator = translator()
@@ -107,7 +104,7 @@ def sensor_targets(asset_keys: set[AssetKey], check_keys: set[AssetCheckKey],
         if key in asset_keys and table.materialized not in ("view", "ephemeral"):
             models[name] = ModelTarget(key, table.schema, table.name, is_district_model(node))
     landing = {spec.name: landing_key(spec.name) for spec in TABLES if landing_key(spec.name) in asset_keys}
-    return SensorTargets(models, landing, frozenset(check_keys), SYNC_STATUS_KEY in asset_keys, report_metadata)
+    return SensorTargets(models, landing, frozenset(check_keys), SYNC_STATUS_KEY in asset_keys)
 
 
 @dataclass
@@ -181,7 +178,8 @@ def _report_builds(conn: psycopg.Connection, tick: _Tick, builds: Sequence[Model
             continue
         if build.model in tick.targets.models:
             reported.setdefault(build.model, []).append(build)
-    headlines = tick.targets.report_metadata(conn) if tick.targets.report_metadata and any(
+    # The reports' headline figures, as a Dagster run records them (numeric: plotted over materializations).
+    headlines = report_headline_metadata(conn) if any(
         not tick.targets.models[model].by_district for model in reported) else {}
     for model, model_builds in reported.items():
         target = tick.targets.models[model]
@@ -193,7 +191,7 @@ def _report_builds(conn: psycopg.Connection, tick: _Tick, builds: Sequence[Model
             rows = counts.get(build.district or "")
             metadata = _build_metadata(build, rows, tick.zone)
             if not target.by_district:
-                metadata.update(headlines.get(model, {}))
+                metadata.update(headlines)
             tick.events.append(AssetMaterialization(
                 target.key, partition=build.district if target.by_district else None, metadata=metadata))
             tick.changed_outside_dagster = True

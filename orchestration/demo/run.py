@@ -13,9 +13,13 @@ from orchestration.demo import data as demo_data
 from orchestration.demo.simulate import as_of_for
 from orchestration.districts.registry import load_registry
 from orchestration.landing.load import load_districts
+from orchestration.monitoring.report_headlines import report_headlines
 from orchestration.warehouse import database
 from orchestration.warehouse.writer_lock import state_writer_lock
 
+# The Dagster daemon reports builds made outside Dagster (like this one) within a minute of starting.
+UI_HINT = ("to see it in the Dagster UI: `make ui` (or `.venv/bin/attendance-sync ui`), then open "
+           "http://127.0.0.1:3000/assets (Ctrl-C stops it)")
 STATE_TABLES = ("district", "school", "calendar", "day", "period", "person", "enrollment", "attendance_excuse",
                 "attendance", "att_day_aggregation")
 
@@ -27,10 +31,8 @@ def summary_table(conn: psycopg.Connection) -> str:
         for code, count in conn.execute(sql.SQL("select district_code, count(*) from state.{} group by 1").format(
                 sql.Identifier(table))).fetchall():
             counts.setdefault(code, {})[table] = count
-    chronic = dict(conn.execute(
-        "select district_code, round(100.0 * count(*) filter (where chronically_absent) "
-        "/ nullif(count(*) filter (where enrolled_days >= 10), 0), 1) "
-        "from reports.student_attendance group by 1").fetchall())
+    # The figures the Dagster UI shows on the report assets (a student counts once per district).
+    chronic = {h.scope: h.chronic_absence_rate for h in report_headlines(conn)}
     header = ["district", *STATE_TABLES, "chronic absence %"]
     rows = [[code, *[f"{counts[code].get(t, 0):,}" for t in STATE_TABLES],
              "-" if chronic.get(code) is None else str(chronic[code])]
@@ -74,4 +76,5 @@ def run_demo(as_of_date: dt.date | None = None) -> int:
     hint = database.passfile_hint(settings)
     if hint:  # psql and a plain dbt command find the embedded server's password through it
         print(f"for psql or dbt by hand: {hint}")
+    print(UI_HINT)
     return 0

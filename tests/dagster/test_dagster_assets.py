@@ -14,6 +14,7 @@ import pytest
 from dagster import AssetKey, AssetSelection, ExecuteInProcessResult
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG
 
+from orchestration.warehouse import database
 from tests.support.dagster_env import (
     CODES,
     DagsterEnv,
@@ -95,3 +96,54 @@ def test_materialization_records_rows_per_district(dagster_env: DagsterEnv) -> N
     landing = by_partition[(AssetKey(["landing", "person"]), "D03")]
     assert landing["dagster/row_count"].value == 3
     assert sum(landing[kind].value for kind in ("inserted", "updated", "unchanged")) == 3
+
+
+def test_catalog_reads_districts_landing_state_reports(dagster_env: DagsterEnv) -> None:
+    from orchestration.districts.contract import TABLES
+
+    graph = dagster_env.defs.resolve_asset_graph()
+    groups: dict[str, set[str]] = {}
+    for key in graph.get_all_asset_keys():
+        groups.setdefault(graph.get(key).group_name, set()).add(key.to_user_string())
+    assert set(groups) == {"districts", "landing", "state", "reports", "monitoring", "bookkeeping"}
+    # Landing holds the district tables of the contract and nothing else.
+    assert groups["landing"] == {f"landing/{spec.name}" for spec in TABLES}
+    # landing.district is presented as the districts, and state.district is built from it.
+    registry = AssetKey(["districts", "registry"])
+    assert groups["districts"] == {"districts/registry"}
+    assert registry in graph.get(AssetKey(["state", "district"])).parent_keys
+    # The bookkeeping is apart: no district partitions, nothing to materialize.
+    assert {"bookkeeping/load_batch", "bookkeeping/load_log", "bookkeeping/load_failure",
+            "bookkeeping/superseded_row", "bookkeeping/model_build"} <= groups["bookkeeping"]
+    for name in groups["bookkeeping"] | groups["districts"]:
+        node = graph.get(AssetKey.from_user_string(name))
+        assert node.partitions_def is None and not node.is_materializable, name
+        assert node.description and node.description.strip(), name
+
+
+def test_reports_carry_their_headline_figures(dagster_env: DagsterEnv) -> None:
+    job = dagster_env.defs.resolve_implicit_global_asset_job_def()
+    keys = list(AssetSelection.groups("reports").resolve(dagster_env.defs.resolve_asset_graph()))
+    result = job.execute_in_process(instance=dagster_env.instance, asset_selection=keys, raise_on_error=False)
+    assert result.success, step_failures(result)
+    report = next(m for m in materializations(result) if m.asset_key == AssetKey(["reports", "school_attendance"]))
+    figures = {label: value.value for label, value in report.metadata.items()}
+    # Worked out here from the report tables, not with the code under test.
+    with database.connect(autocommit=True) as conn:
+        year = conn.execute("select max(end_year) from reports.student_attendance").fetchone()[0]
+        rows = conn.execute("select enrolled_days, chronically_absent from reports.statewide_student_attendance "
+                            "where end_year = %s", (year,)).fetchall()
+        ada = dict(conn.execute("select district_code, sum(ada) from reports.school_attendance where end_year = %s "
+                                "group by 1", (year,)).fetchall())
+    # The figures themselves are checked on hand-computed reports (tests/dbt/test_dbt_reports.py); here,
+    # that a Dagster materialization of a report carries them, as numbers (plotted over materializations).
+    counted = [absent for days, absent in rows if days >= 10]
+    assert figures["school year"] == year
+    if counted:
+        assert figures["chronic absence % (statewide)"] == pytest.approx(100 * sum(counted) / len(counted), abs=0.05)
+    else:  # no student has the 10 enrolled days the rate needs: no figure rather than a made-up 0
+        assert "chronic absence % (statewide)" not in figures
+    for code in CODES:
+        assert isinstance(figures[f"ADA ({code})"], float)
+        assert figures[f"ADA ({code})"] == pytest.approx(float(ada[code]), abs=0.05)
+    assert figures["ADA (statewide)"] == pytest.approx(sum(float(v) for v in ada.values()), abs=0.1)

@@ -165,8 +165,13 @@ def test_first_tick_reports_every_partition_written_by_the_cli(story: Story) -> 
         for key in LANDING_KEYS:
             assert meta(latest(story, key, code), "origin") == "attendance-sync load", (key, code)
             assert check_verdict(story, key, FRESH_CHECK, code) and check_verdict(story, key, LOAD_CHECK, code)
+    year = database_rows("select max(end_year) from reports.student_attendance")[0][0]
     for report in ("school_attendance", "student_attendance", "statewide_student_attendance"):
-        assert meta(latest(story, AssetKey(["reports", report]), None), "origin") == "attendance-sync build"
+        materialization = latest(story, AssetKey(["reports", report]), None)
+        assert meta(materialization, "origin") == "attendance-sync build"
+        # The headline figures, as numbers, as a Dagster run of the report records them.
+        assert meta(materialization, "school year") == year
+        assert all(isinstance(meta(materialization, f"ADA ({code})"), float) for code in CODES)
     assert "| D01 |" in meta(latest(story, SYNC_STATUS_KEY, None), "status")
     expected = {(key.to_user_string(), code) for key in [*state_keys(story), *LANDING_KEYS] for code in CODES}
     assert expected <= materialized(events)

@@ -198,3 +198,17 @@ def test_readers_may_select_the_reports(reports: psycopg.Connection) -> None:
         granted = reports.execute("select has_table_privilege('attendance_read', %s, 'select')",
                                   (f"reports.{table}",)).fetchone()
         assert granted == (True,), table
+
+
+def test_headline_figures_statewide_and_per_district(reports: psycopg.Connection) -> None:
+    from orchestration.monitoring.report_headlines import report_headline_metadata
+
+    assert report_headline_metadata(reports) == {
+        "school year": 2026,
+        # SA and SC (whole year across both districts) of SA, SB, SC, SE; person 4 has no state_id.
+        "chronic absence % (statewide)": 50.0,
+        "ADA (statewide)": 4.7, "ADM (statewide)": 5.0,  # 3.2083 + 1.4583; 3.5 + 1.5
+        # RA: person 1 of persons 1, 2 and 4; RB: person 31 only, not chronic.
+        "chronic absence % (RA)": 33.3, "ADA (RA)": 3.2, "ADM (RA)": 3.5,
+        "chronic absence % (RB)": 0.0, "ADA (RB)": 1.5, "ADM (RB)": 1.5,
+    }
