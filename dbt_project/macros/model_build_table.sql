@@ -40,5 +40,34 @@
         'Per report and district: when its rows were last rebuilt and with which as-of date. '
         'Written by macros/report_replace.sql.';
     grant select on state.report_build to attendance_read;
+    {{ model_build_origin_columns() }}
     commit
+{%- endmacro %}
+
+
+{#-
+    model_build_origin_columns(): part of create_model_build_table. Who made each build (its origin:
+    macros/run_origin.sql) and a change sequence (build_seq, set on every upsert) that the Dagster sensor
+    reporting builds follows; the same for the reports' district rows in state.report_build. Columns
+    are added only when missing, so that a routine build takes no exclusive lock on state.model_build.
+-#}
+{% macro model_build_origin_columns() -%}
+    create sequence if not exists state.model_build_seq;
+    do $origin_columns$
+    begin
+        if not exists (select 1 from pg_attribute where attrelid = 'state.model_build'::regclass
+                       and attname = 'build_seq' and not attisdropped) then
+            alter table state.model_build add column if not exists origin text,
+                add column if not exists build_seq bigint;
+        end if;
+        if not exists (select 1 from pg_attribute where attrelid = 'state.report_build'::regclass
+                       and attname = 'build_seq' and not attisdropped) then
+            alter table state.report_build add column if not exists origin text,
+                add column if not exists build_seq bigint;
+        end if;
+        if not has_sequence_privilege('attendance_district_write', 'state.model_build_seq', 'usage') then
+            grant usage on sequence state.model_build_seq to attendance_district_write;
+        end if;
+    end
+    $origin_columns$;
 {%- endmacro %}

@@ -79,14 +79,17 @@
     {%- set plan = report_plan() -%}
     select 1;
     {%- if plan.rebuild | length > 0 %}
-    insert into state.report_build as build (report_name, district_code, built_at, as_of_date, changed_at)
+    insert into state.report_build as build
+        (report_name, district_code, built_at, as_of_date, changed_at, origin, build_seq)
     values
         {%- for code in plan.rebuild %}
-        ('{{ this.identifier }}', '{{ code }}', clock_timestamp(), date '{{ plan.as_of[code] }}', clock_timestamp())
+        ('{{ this.identifier }}', '{{ code }}', clock_timestamp(), date '{{ plan.as_of[code] }}', clock_timestamp(),
+         {{ run_origin() }}, nextval('state.model_build_seq'))
         {{- ',' if not loop.last }}
         {%- endfor %}
     on conflict (report_name, district_code) do update
-    set built_at = excluded.built_at, as_of_date = excluded.as_of_date, changed_at = excluded.changed_at;
+    set built_at = excluded.built_at, as_of_date = excluded.as_of_date, changed_at = excluded.changed_at,
+        origin = excluded.origin, build_seq = excluded.build_seq;
     {%- endif %}
     {%- if plan.drop | length > 0 %}
     delete from state.report_build

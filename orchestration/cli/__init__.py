@@ -12,6 +12,7 @@ from pathlib import Path
 from orchestration.child_processes import Stopped, stop_on_signals
 from orchestration.cli import errors as cli_errors
 from orchestration.settings import local_dir
+from orchestration.warehouse.run_origin import ORIGIN_VARIABLE, cli_origin
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -155,8 +156,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         sync_registry_file()  # builds only the districts the registry file lists now
         result = run_dbt([args.command, *(["--select", args.select] if args.select else [])],
                          districts=districts, as_of_date=args.as_of_date,
-                         full_refresh=args.full_refresh,
-                         env={"ATTENDANCE_RUN_ORIGIN": f"attendance-sync build {args.command}"})
+                         full_refresh=args.full_refresh)
     print(result.stdout.rstrip())
     if not result.success:
         print(f"attendance-sync: {result.failure_message}", file=sys.stderr)
@@ -335,6 +335,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.registry:
         os.environ["ATTENDANCE_REGISTRY"] = str(Path(args.registry).resolve())
+    # Every load and build this command makes records it as their origin (warehouse/run_origin.py); a
+    # Dagster run it starts records its own run id instead.
+    os.environ[ORIGIN_VARIABLE] = cli_origin(args.name)
 
     # SIGTERM (a scheduler, `timeout`) unwinds like Ctrl-C: children are stopped before the writer lock goes.
     stop_on_signals()

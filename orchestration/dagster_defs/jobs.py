@@ -116,7 +116,8 @@ def reload_landing(context: OpExecutionContext, config: ResyncConfig) -> Iterato
     """Reload the selected districts' landing tables from their sources."""
     codes = resolve_districts(config.districts)
     allowed_by = f"{_holder(context)} config allow_mass_delete" if config.allow_mass_delete else None
-    results = load_landing(codes, holder=_holder(context), log=context.log, allow_mass_delete=allowed_by)
+    results = load_landing(codes, holder=_holder(context), log=context.log, allow_mass_delete=allowed_by,
+                           run_id=context.run.run_id)
     yield from partition_materializations(results, landing_tables())
     failure = failure_for(results)
     if failure is not None:

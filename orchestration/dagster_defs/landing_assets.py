@@ -38,6 +38,7 @@ from orchestration.districts.admin import sync_registry_file
 from orchestration.districts.contract import TABLES
 from orchestration.districts.registry import select_districts
 from orchestration.landing.load import DistrictLoadResult, StateDatabaseUnavailable, load_districts
+from orchestration.warehouse.run_origin import dagster_run_origin
 from orchestration.warehouse.writer_lock import state_writer_lock
 
 LANDING_ASSET_NAME = "landing_load"
@@ -83,16 +84,18 @@ class LandingLoadConfig(Config):
 
 
 def load_landing(codes: Sequence[str], *, holder: str, log: Any,
-                 allow_mass_delete: str | None = None) -> list[DistrictLoadResult]:
+                 allow_mass_delete: str | None = None, run_id: str | None = None) -> list[DistrictLoadResult]:
     """Load the districts (under the writer lock) and log one line per district.
 
-    `allow_mass_delete` names the run's explicit override of the mass-delete guard (None: the limits apply).
+    `allow_mass_delete` names the run's explicit override of the mass-delete guard (None: the limits apply);
+    `run_id` is the Dagster run, recorded as the loads' origin.
     """
     districts = select_districts(list(codes))
     try:
         with state_writer_lock(holder, log=log.info):
             sync_registry_file()  # which districts are current, from the whole registry file
-            results = load_districts(districts, allow_mass_delete=allow_mass_delete)
+            results = load_districts(districts, allow_mass_delete=allow_mass_delete,
+                                     origin=dagster_run_origin(run_id) if run_id else None)
     except StateDatabaseUnavailable as error:
         raise Failure(description=str(error)) from None
     for result in results:
@@ -134,7 +137,8 @@ def build_landing_assets(partitions: PartitionsDefinition) -> AssetsDefinition:
                      config: LandingLoadConfig) -> Iterator[MaterializeResult | AssetMaterialization]:
         codes = sorted(context.partition_keys)
         allowed_by = f"{_holder(context)} config allow_mass_delete" if config.allow_mass_delete else None
-        results = load_landing(codes, holder=_holder(context), log=context.log, allow_mass_delete=allowed_by)
+        results = load_landing(codes, holder=_holder(context), log=context.log, allow_mass_delete=allowed_by,
+                               run_id=context.run.run_id)
         failure = failure_for(results)
         if failure is not None:
             yield from partition_materializations(results, tables)

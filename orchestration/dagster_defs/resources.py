@@ -16,19 +16,23 @@ from collections.abc import Iterator, Sequence
 from functools import cached_property
 from typing import Any
 
+from dagster import InitResourceContext
 from dagster_dbt import DbtCliInvocation, DbtCliResource
 from packaging import version
+from pydantic import PrivateAttr
 
 from orchestration.dagster_defs.project import dbt_project
 from orchestration.dbt.runner import dbt_executable, dbt_process_variables
+from orchestration.warehouse.run_origin import ORIGIN_VARIABLE, dagster_run_origin
 
 _environment_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def dbt_connection_environment() -> Iterator[dict[str, str]]:
-    """Temporarily export the PG* settings of the state database (and start the embedded server)."""
-    variables = {**dbt_process_variables(),
+def dbt_connection_environment(origin: str | None = None) -> Iterator[dict[str, str]]:
+    """Temporarily export the PG* settings of the state database (and start the embedded server), and the
+    origin dbt records with its builds (the Dagster run, run_origin.py)."""
+    variables = {**dbt_process_variables(), **({ORIGIN_VARIABLE: origin} if origin else {}),
                  # A test runs only when every model it reads is selected: a relationship test of a
                  # report must not run (and fail) in a build of the state models alone. dagster-dbt
                  # still overrides this when it selects individual asset checks.
@@ -55,8 +59,15 @@ class AttendanceDbtCliResource(DbtCliResource):
     installed dbt-core is the one in this environment).
     """
 
+    _run_id: str | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        super().setup_for_execution(context)
+        # The run whose steps use this resource: its builds record it as their origin.
+        self._run_id = context.run.run_id if context.run else None
+
     def cli(self, args: Sequence[str], **kwargs: Any) -> DbtCliInvocation:
-        with dbt_connection_environment():
+        with dbt_connection_environment(dagster_run_origin(self._run_id) if self._run_id else None):
             return super().cli(args, **kwargs)
 
     def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> Any:

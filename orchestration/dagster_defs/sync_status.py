@@ -7,6 +7,7 @@ The query and its formatting are in orchestration.monitoring.sync_status, which 
 from typing import Any
 
 from dagster import (
+    AssetCheckEvaluation,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
@@ -28,6 +29,7 @@ from dagster import (
 )
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
+from orchestration.dagster_defs.district_checks import CHECK_RUN_TAG
 from orchestration.monitoring.sync_status import (
     DEFAULT_STALE_AFTER_HOURS,
     STALE_AFTER_VARIABLE,
@@ -47,24 +49,37 @@ def build_sync_status_asset() -> AssetsDefinition:
                                        f"${STALE_AFTER_VARIABLE} hours (default {DEFAULT_STALE_AFTER_HOURS:g}).")])
     def sync_status(context: AssetExecutionContext) -> Any:
         rows = sync_status_rows()
-        stale = [r["district"] for r in rows if r["stale"]]
-        never = [r["district"] for r in rows if r["stale_for"] is None]
-        metadata: dict[str, Any] = {
-            "status": MetadataValue.md(format_markdown(rows)),
-            "stale_districts": MetadataValue.text(", ".join(stale) or "none"),
-        }
-        for row in rows:
-            metadata[f"{row['district']} stale hours"] = MetadataValue.float(
-                round(row["stale_for"].total_seconds() / 3600, 1) if row["stale_for"] else -1.0)
         context.log.info("\n" + format_table(rows))
-        yield MaterializeResult(metadata=metadata)
-        yield AssetCheckResult(
-            check_name="districts_fresh", passed=not stale,
-            severity=AssetCheckSeverity.ERROR if never else AssetCheckSeverity.WARN,
-            metadata={"stale": MetadataValue.text(", ".join(stale) or "none"),
-                      "never_synced": MetadataValue.text(", ".join(never) or "none")})
+        yield MaterializeResult(metadata=sync_status_metadata(rows))
+        verdict = districts_fresh_verdict(rows)
+        yield AssetCheckResult(check_name="districts_fresh", passed=verdict.passed, severity=verdict.severity,
+                               metadata=verdict.metadata)
 
     return sync_status
+
+
+def sync_status_metadata(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The sync_status materialization's metadata: the status table and each district's stale hours."""
+    stale = [r["district"] for r in rows if r["stale"]]
+    metadata: dict[str, Any] = {
+        "status": MetadataValue.md(format_markdown(rows)),
+        "stale_districts": MetadataValue.text(", ".join(stale) or "none"),
+    }
+    for row in rows:
+        metadata[f"{row['district']} stale hours"] = MetadataValue.float(
+            round(row["stale_for"].total_seconds() / 3600, 1) if row["stale_for"] else -1.0)
+    return metadata
+
+
+def districts_fresh_verdict(rows: list[dict[str, Any]]) -> AssetCheckEvaluation:
+    """The districts_fresh check of sync_status: warns on a stale district, fails on one never synced."""
+    stale = [r["district"] for r in rows if r["stale"]]
+    never = [r["district"] for r in rows if r["stale_for"] is None]
+    return AssetCheckEvaluation(
+        asset_key=SYNC_STATUS_KEY, check_name="districts_fresh", passed=not stale,
+        severity=AssetCheckSeverity.ERROR if never else AssetCheckSeverity.WARN,
+        metadata={"stale": MetadataValue.text(", ".join(stale) or "none"),
+                  "never_synced": MetadataValue.text(", ".join(never) or "none")})
 
 
 SYNC_STATUS_JOB = "refresh_sync_status"
@@ -83,6 +98,8 @@ def build_sync_status_sensor(job: UnresolvedAssetJobDefinition) -> SensorDefinit
     def sync_status_after_runs(context: RunStatusSensorContext) -> RunRequest | SkipReason:
         if context.dagster_run.job_name == SYNC_STATUS_JOB:
             return SkipReason("the run was a sync status refresh")
+        if CHECK_RUN_TAG in context.dagster_run.tags:
+            return SkipReason("the run only evaluated checks (district_checks.py)")
         return RunRequest(run_key=f"after-{context.dagster_run.run_id}")
 
     return sync_status_after_runs

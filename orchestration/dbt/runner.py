@@ -27,6 +27,7 @@ from orchestration import settings
 from orchestration.child_processes import PARENT_PID_VARIABLE, run_child
 from orchestration.districts.registry import canonical_code
 from orchestration.warehouse import database, writer_sessions
+from orchestration.warehouse.run_origin import ORIGIN_VARIABLE
 
 # The dbt of this interpreter, whether or not its bin folder is on PATH, through the wrapper that makes
 # it die with this process (orchestration/dbt/child.py). dagster-dbt takes a path instead: the same code
@@ -229,13 +230,15 @@ def selection_error(args: list[str], stdout: str, returncode: int, nodes: list[N
 
 def dbt_process_variables(base: Mapping[str, str] | None = None) -> dict[str, str]:
     """What every dbt process of the project gets on top of `base` (default: this process's environment):
-    the PG* settings of the state database (starting it if embedded), no usage statistics, the writer
-    sessions' lock timeout, dead-client check and mark, and this process's pid, which attendance-dbt checks
-    before it asks to die with this process."""
+    the PG* settings of the state database (starting it if embedded), the run's origin (when set), no usage
+    statistics, the writer sessions' lock timeout, dead-client check and mark, and this process's pid, which
+    attendance-dbt checks before it asks to die with this process."""
     connection = database.ensure_server()
     base = os.environ if base is None else base
     pg = connection.pg_environment()
-    return {**pg, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    # Who builds (run_origin.py), recorded by macros/run_origin.sql; without it dbt records its invocation id.
+    origin = {ORIGIN_VARIABLE: base[ORIGIN_VARIABLE]} if base.get(ORIGIN_VARIABLE, "").strip() else {}
+    return {**pg, **origin, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
             **writer_sessions.dbt_session_environment({**base, **pg}), PARENT_PID_VARIABLE: str(os.getpid())}
 
 

@@ -55,6 +55,7 @@ from orchestration.landing.guard import (
 from orchestration.landing.retention import prune_superseded_rows
 from orchestration.warehouse import database
 from orchestration.warehouse.rights import district_scope, require_write
+from orchestration.warehouse.run_origin import current_origin
 from orchestration.warehouse.setup import (
     WRITE_ROLE,
     ensure_district_partition,
@@ -167,9 +168,11 @@ class _DistrictLoad:
     """One district's load inside one transaction on `conn`."""
 
     def __init__(self, conn: psycopg.Connection, district: District, source: DistrictSource,
-                 guard: DeleteGuard | None = None, batch_id: int | None = None) -> None:
+                 guard: DeleteGuard | None = None, batch_id: int | None = None,
+                 origin: str | None = None) -> None:
         self.conn, self.district, self.source = conn, district, source
         self.reserved_batch_id = batch_id
+        self.origin = origin or current_origin()  # who loads: recorded with the batch (run_origin.py)
         self.code = district.code
         self.guard = guard or DeleteGuard.for_district(district, None)
         self.district_level = False  # loading with a district-level Write right (run() decides)
@@ -459,12 +462,13 @@ class _DistrictLoad:
         conn.execute("select set_config('work_mem', %s, true)", (LOAD_WORK_MEM,))
         if self.reserved_batch_id is None:
             batch_row = conn.execute(
-                "insert into landing.load_batch (district_code, started_at) values (%s, now()) returning batch_id",
-                (self.code,)).fetchone()
+                "insert into landing.load_batch (district_code, started_at, origin) values (%s, now(), %s) "
+                "returning batch_id", (self.code, self.origin)).fetchone()
         else:
             batch_row = conn.execute(
-                "insert into landing.load_batch (batch_id, district_code, started_at) overriding system value "
-                "values (%s, %s, now()) returning batch_id", (self.reserved_batch_id, self.code)).fetchone()
+                "insert into landing.load_batch (batch_id, district_code, started_at, origin) overriding system "
+                "value values (%s, %s, now(), %s) returning batch_id",
+                (self.reserved_batch_id, self.code, self.origin)).fetchone()
         assert batch_row is not None
         batch_id = int(batch_row[0])
         timings: dict[str, float] = {}
@@ -517,11 +521,13 @@ def _database_error(conn: psycopg.Connection, error: psycopg.Error) -> str:
 
 
 def load_district(district: District, *, conn: psycopg.Connection | None = None,
-                  allow_mass_delete: str | None = None, batch_id: int | None = None) -> DistrictLoadResult:
+                  allow_mass_delete: str | None = None, batch_id: int | None = None,
+                  origin: str | None = None) -> DistrictLoadResult:
     """Load one district in one transaction; raise DistrictLoadError with landing left as it was.
 
     `allow_mass_delete` names the operator's explicit override of the mass-delete guard (e.g. the CLI
     flag), recorded with every deletion above the limit it lets through; None: the limits apply.
+    `origin` is recorded with the batch (run_origin.py; None: this process's origin).
     """
     guard = DeleteGuard.for_district(district, allow_mass_delete)
     own = conn is None
@@ -537,7 +543,7 @@ def load_district(district: District, *, conn: psycopg.Connection | None = None,
             raise DistrictLoadError(district.code, str(error).removeprefix(f"district {district.code}: ")) from None
         try:
             with conn.transaction():
-                result = _DistrictLoad(conn, district, source, guard, batch_id).run()
+                result = _DistrictLoad(conn, district, source, guard, batch_id, origin).run()
                 record_loaded_district(conn, district)
                 return result
         except psycopg.Error as error:
@@ -569,11 +575,11 @@ def prepare_warehouse() -> None:
             ensure_override_table(conn)
 
 
-def _record_failure(conn: psycopg.Connection, district_code: str, error: str) -> None:
+def _record_failure(conn: psycopg.Connection, district_code: str, error: str, origin: str | None = None) -> None:
     try:
         with conn.transaction():
-            conn.execute("insert into landing.load_failure (district_code, error) values (%s, %s)",
-                         (district_code, error))
+            conn.execute("insert into landing.load_failure (district_code, error, origin) values (%s, %s, %s)",
+                         (district_code, error, origin or current_origin()))
     except psycopg.errors.InsufficientPrivilege:
         pass  # the failure is still reported to the caller; a user without Write cannot log it
     except psycopg.OperationalError:
@@ -623,7 +629,8 @@ class _DistrictQueue:
             return self._next - 1
 
 
-def _load_worker(queue: _DistrictQueue, conn: psycopg.Connection | None, allow_mass_delete: str | None) -> None:
+def _load_worker(queue: _DistrictQueue, conn: psycopg.Connection | None, allow_mass_delete: str | None,
+                 origin: str | None = None) -> None:
     """Load districts from the queue one after another on this worker's own writer connection."""
     try:
         while (index := queue.take()) is not None:
@@ -636,12 +643,12 @@ def _load_worker(queue: _DistrictQueue, conn: psycopg.Connection | None, allow_m
                     raise DistrictLoadError(district.code, "not loaded: the state database cannot be reached")
                 batch_id = queue.batch_ids[index] if queue.batch_ids else None
                 queue.results[index] = load_district(district, conn=conn, allow_mass_delete=allow_mass_delete,
-                                                     batch_id=batch_id)
+                                                     batch_id=batch_id, origin=origin)
             except DistrictLoadError as error:
                 queue.results[index] = DistrictLoadResult(district.code, ok=False, error=str(error),
                                                           duration_s=time.perf_counter() - started)
                 if conn is not None:
-                    _record_failure(conn, district.code, str(error))
+                    _record_failure(conn, district.code, str(error), origin)
     finally:
         if conn is not None:
             conn.close()
@@ -660,7 +667,8 @@ def _reserve_batch_ids(conn: psycopg.Connection, count: int) -> list[int] | None
     return sorted(int(row[0]) for row in rows)
 
 
-def load_districts(districts: list[District], *, allow_mass_delete: str | None = None) -> list[DistrictLoadResult]:
+def load_districts(districts: list[District], *, allow_mass_delete: str | None = None,
+                   origin: str | None = None) -> list[DistrictLoadResult]:
     """Load the districts, two at a time (load_workers), each in its own transaction; a district's failure
     is recorded and does not stop the others. Results come in the order of `districts`.
 
@@ -678,10 +686,11 @@ def load_districts(districts: list[District], *, allow_mass_delete: str | None =
         raise StateDatabaseUnavailable(f"cannot reach the state database: {_reason(error)}") from None
     queue = _DistrictQueue(districts, _reserve_batch_ids(first, len(districts)) if workers > 1 else None)
     if workers == 1:
-        _load_worker(queue, first, allow_mass_delete)
+        _load_worker(queue, first, allow_mass_delete, origin)
     else:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="landing-load") as pool:
-            futures = [pool.submit(_load_worker, queue, first if i == 0 else _reconnect_state(), allow_mass_delete)
+            futures = [pool.submit(_load_worker, queue, first if i == 0 else _reconnect_state(), allow_mass_delete,
+                                   origin)
                        for i in range(workers)]
             for future in futures:
                 future.result()  # an unexpected error surfaces here, as it did from a single loop

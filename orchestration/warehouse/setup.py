@@ -91,6 +91,9 @@ create table if not exists landing.district_retirement (
 create table if not exists landing.writer_lock (name text primary key);
 revoke all on landing.writer_lock from public;
 insert into landing.writer_lock (name) values ('state_writer'), ('att_day_aggregation') on conflict (name) do nothing;
+-- Which path wrote the load (orchestration/warehouse/run_origin.py): a Dagster run, a CLI command, ...
+alter table landing.load_batch add column if not exists origin text;
+alter table landing.load_failure add column if not exists origin text;
 """
 # Every landing table holding district codes besides the district tables themselves. Not the retirement
 # audit: it records a code as the state held it, which may be an old lower-case one being retired.

@@ -136,11 +136,14 @@ def state_sums(database_name: str) -> Checksums:
     """State and reports per table: each model is built in a transaction of its own, which also writes the
     model's rows of state.model_build (so those rows go with the model, see model_unit)."""
     with database.connect(database_name) as conn:
-        return faults.checksums(conn, STATE, group_by={"state.model_build": "model_name"}, skip=HISTORY)
+        return faults.checksums(conn, STATE, group_by={"state.model_build": "model_name",
+                                                       "state.report_build": "report_name"}, skip=HISTORY)
 
 
 def model_unit(key: Key) -> str:
     table, group = key
+    if table == "state.report_build" and group:
+        return f"reports.{group}"  # written in the report's own transaction
     return f"state.{group}" if table == "state.model_build" and group else table
 
 

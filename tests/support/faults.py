@@ -150,8 +150,10 @@ class Checksums:
 
 
 def run_time_columns(columns: Mapping[str, str]) -> list[str]:
-    """Columns that record when or how long something ran: a second run cannot repeat their values."""
-    return [name for name, kind in columns.items() if kind == "timestamp with time zone" or name == "duration_ms"]
+    """Columns that record when or how long something ran, or which build it was: a second run cannot repeat
+    their values."""
+    return [name for name, kind in columns.items()
+            if kind == "timestamp with time zone" or name in ("duration_ms", "build_seq")]
 
 
 # dbt's scratch copies of a table materialization: the old table renamed to <name>__dbt_backup is dropped

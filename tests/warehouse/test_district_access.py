@@ -322,7 +322,7 @@ def test_backdated_changes_are_printed_and_row_secured(warehouse: dict[str, Dist
     with database.connect(autocommit=True) as admin, connect_as(login) as staff:
         last = backdated_changes(admin)[-2:]
         assert [(row.district_code, row.origin, row.backdated_changed) for row in last] == [
-            ("D01", "attendance-sync build build", 1), ("D02", "attendance-sync build build", 0)]
+            ("D01", "attendance-sync build", 1), ("D02", "attendance-sync build", 0)]
         assert {"D01", "D02"} <= district_counts(admin, "state.backdated_change").keys()
         assert district_counts(staff, "state.backdated_change").keys() == {"D01"}
         assert {row.district_code for row in backdated_changes(staff)} == {"D01"}

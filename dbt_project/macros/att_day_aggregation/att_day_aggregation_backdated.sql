@@ -121,7 +121,7 @@
         )
         select
             '{{ invocation_id }}',
-            '{{ att_day_aggregation_backdated_origin() }}',
+            {{ run_origin() }},
             clock_timestamp(),
             built.district_code,
             built.build_mode,
@@ -151,16 +151,6 @@
                    ~ ' student-day(s) changed', info=true) }}
         {%- endif -%}
     {%- endfor -%}
-{%- endmacro %}
-
-
-{#- Who ran the build: $ATTENDANCE_RUN_ORIGIN (the CLI sets it), else 'dagster' under Dagster, else 'dbt'. -#}
-{% macro att_day_aggregation_backdated_origin() -%}
-    {%- set origin = env_var('ATTENDANCE_RUN_ORIGIN', '') -%}
-    {%- if origin == '' -%}
-        {%- set origin = 'dagster' if env_var('DAGSTER_DBT_CLI', '') == 'true' else 'dbt' -%}
-    {%- endif -%}
-    {{- origin | replace("'", "''") -}}
 {%- endmacro %}
 
 
