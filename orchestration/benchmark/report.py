@@ -14,7 +14,7 @@ import platform
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -122,32 +122,27 @@ class MemorySampler:
 
 
 @contextmanager
-def timed() -> Iterator[dict[str, float]]:
-    """Yields a dict that holds `seconds`, `peak_client_mb` and `peak_server_mb` once the block ends."""
+def timed(disk: bool = False) -> Iterator[dict[str, float]]:
+    """Yields a dict that holds `seconds`, `peak_client_mb` and `peak_server_mb` once the block ends; with
+    `disk`, also the data folder's size after the block and the peak disk the block used: how far the free
+    space fell below what it was at the start (other users of the disk count too, on a shared machine)."""
     result: dict[str, float] = {}
+    free_before = free_disk_bytes() if disk else 0
     with MemorySampler() as sampler:
         started = time.perf_counter()
         yield result
         result["seconds"] = round(time.perf_counter() - started, 3)
     result["peak_client_mb"] = round(sampler.peak_client / 2**20, 1)
     result["peak_server_mb"] = round(sampler.peak_server / 2**20, 1)
-
-
-@contextmanager
-def timed_with_disk() -> Iterator[dict[str, float]]:
-    """`timed`, plus the data folder's size after the block and the peak disk the block used: how far the
-    free space fell below what it was at the start (other users of the disk count too, on a shared machine)."""
-    result: dict[str, float] = {}
-    free_before = free_disk_bytes()
-    with MemorySampler() as sampler:
-        started = time.perf_counter()
-        yield result
-        result["seconds"] = round(time.perf_counter() - started, 3)
-    result["peak_client_mb"] = round(sampler.peak_client / 2**20, 1)
-    result["peak_server_mb"] = round(sampler.peak_server / 2**20, 1)
+    if not disk:
+        return
     result["peak_disk_used_gb"] = round(max(0, free_before - min(sampler.least_free, free_disk_bytes())) / 2**30, 2)
     result["data_dir_gb"] = round(data_dir_bytes() / 2**30, 2)
     result["free_disk_gb"] = round(free_disk_bytes() / 2**30, 1)
+
+
+def timed_with_disk() -> AbstractContextManager[dict[str, float]]:
+    return timed(disk=True)
 
 
 def bench_districts(count: int, size_name: str) -> list[District]:

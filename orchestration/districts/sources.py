@@ -144,13 +144,7 @@ class DatabaseSource:
         return columns
 
     def copy_table(self, spec: Table, target: sql.Composable, state: psycopg.Connection) -> list[str]:
-        present = self.columns.get(spec.name)
-        if present is None:
-            raise SourceError("table is missing from the district database", table=spec.name)
-        missing = [name for name in spec.column_names if name not in present]
-        if missing:
-            raise SourceError(f"column {missing[0]} is missing from the district database", table=spec.name,
-                              column=missing[0])
+        self._check_columns(spec)
         names = spec.column_names
         select = sql.SQL("copy (select {} from public.{} order by {}) to stdout").format(
             sql.SQL(", ").join(sql.Identifier(n) for n in names), sql.Identifier(spec.name),
