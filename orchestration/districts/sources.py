@@ -150,17 +150,7 @@ class DatabaseSource:
             sql.SQL(", ").join(sql.Identifier(n) for n in names), sql.Identifier(spec.name),
             sql.Identifier(spec.primary_key))
         load = sql.SQL("copy {} ({}) from stdin").format(target, sql.SQL(", ").join(sql.Identifier(n) for n in names))
-        # Text format on both sides: rows pass through byte for byte, with no Python-side parsing.
-        with state.cursor().copy(load) as into:
-            try:
-                with self.conn.cursor().copy(select) as out:
-                    for chunk in out:
-                        into.write(chunk)
-            except psycopg.OperationalError as error:
-                if not self.conn.closed:
-                    raise  # the state side failed, reported by the loader
-                raise SourceError(f"lost the connection to the district database while reading: {_reason(error)}",
-                                  table=spec.name) from None
+        self._copy_out(select, load, spec, state)
         return names
 
     def describe_row(self, spec: Table, row_number: int, key: str | None) -> str:
@@ -176,6 +166,7 @@ class DatabaseSource:
                               column=missing[0])
 
     def _copy_out(self, query: sql.Composable, load: sql.Composable, spec: Table, state: psycopg.Connection) -> None:
+        # Text format on both sides: rows pass through byte for byte, with no Python-side parsing.
         with state.cursor().copy(load) as into:
             try:
                 with self.conn.cursor().copy(query) as out:
@@ -183,7 +174,7 @@ class DatabaseSource:
                         into.write(chunk)
             except psycopg.OperationalError as error:
                 if not self.conn.closed:
-                    raise
+                    raise  # the state side failed, reported by the loader
                 raise SourceError(f"lost the connection to the district database while reading: {_reason(error)}",
                                   table=spec.name) from None
 
