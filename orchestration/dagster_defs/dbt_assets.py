@@ -43,7 +43,15 @@ from orchestration.dagster_defs.catalog import source_group, source_key
 from orchestration.dagster_defs.project import dbt_project, manifest
 from orchestration.dagster_defs.resources import AttendanceDbtCliResource
 from orchestration.dbt.backdated import BackdatedChange, latest_backdated_changes
-from orchestration.dbt.runner import NodeResult, as_of_date_of, lock_timeout_holders, vars_argument
+from orchestration.dbt.runner import (
+    JOB_EXCLUDES,
+    NodeResult,
+    as_of_date_of,
+    lock_timeout_holders,
+    state_time_zone,
+    vars_argument,
+)
+from orchestration.dbt.work_plan import default_as_of_date, plan_incremental_run
 from orchestration.districts.admin import sync_registry_file
 from orchestration.monitoring.report_headlines import report_headline_metadata
 from orchestration.warehouse import database
@@ -113,7 +121,7 @@ def dbt_build_args(*, select: Sequence[str] | None = None, districts: Sequence[s
     args += vars_argument(districts, as_of_date_of(as_of_date), state_replace=state_replace)
     if full_refresh:
         args.append("--full-refresh")
-    return args
+    return [*args, *JOB_EXCLUDES]
 
 
 @dataclass(frozen=True)
@@ -285,6 +293,24 @@ def replaces_state(context: AssetExecutionContext, config: DbtBuildConfig) -> bo
     return config.state_replace or context.job_name in STATE_REPLACE_JOBS
 
 
+# Jobs that first ask the warehouse which selected models have nothing to do and leave those out of the
+# dbt invocation (orchestration/dbt/work_plan.py): the nightly, which an hourly cron may run all day.
+# Analysts' own materializations build what they select.
+PLANNED_JOBS = frozenset({"nightly_attendance"})
+
+
+def planned_excludes(context: AssetExecutionContext, config: DbtBuildConfig, districts: Sequence[str]) -> list[str]:
+    """`--exclude` of the selected models with nothing new since their last build, for PLANNED_JOBS."""
+    if context.job_name not in PLANNED_JOBS or config.full_refresh or replaces_state(context, config):
+        return []
+    selected = sorted(key.path[-1] for key in context.selected_asset_keys)
+    as_of = as_of_date_of(config.as_of_date) or default_as_of_date(state_time_zone())
+    with database.connect() as conn:
+        plan = plan_incremental_run(conn, selected, districts, as_of)
+    context.log.info(plan.summary())
+    return plan.exclude_args()
+
+
 def _holder(context: AssetExecutionContext) -> str:
     return f"run {context.run.run_id[:8]} step {context.op_execution_context.op.name}"
 
@@ -303,6 +329,7 @@ def build_dbt_assets(partitions: PartitionsDefinition) -> list[AssetsDefinition]
         context.log.info(f"dbt build for district(s) {', '.join(districts)}")
         args = dbt_build_args(districts=districts, as_of_date=config.as_of_date, full_refresh=config.full_refresh,
                               state_replace=replaces_state(context, config))
+        args += planned_excludes(context, config, districts)
         yield from dbt_build_events(dbt, args, holder=_holder(context), log=context.log, districts=districts,
                            context=context)
 

@@ -43,10 +43,13 @@ def dagster_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterEnv
 
 def test_dbt_build_args(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ATTENDANCE_TIMEZONE", raising=False)
-    assert dbt_build_args() == ["build", "--vars", json.dumps({"state_time_zone": "America/Denver"})]
+    # The jobs leave dbt's unit tests to CI (they test the SQL, not the data).
+    assert dbt_build_args() == ["build", "--vars", json.dumps({"state_time_zone": "America/Denver"}),
+                                "--exclude-resource-type", "unit_test"]
     args = dbt_build_args(select=["+attendance"], districts=["D03", "d01"], as_of_date="2026-09-02",
                           full_refresh=True)
-    assert args[:3] == ["build", "--select", "+attendance"] and args[3] == "--vars" and args[5:] == ["--full-refresh"]
+    assert args[:3] == ["build", "--select", "+attendance"] and args[3] == "--vars" and args[5:] == ["--full-refresh",
+                                                                                              *dbt_runner.JOB_EXCLUDES]
     # The CLI runner's vars: codes in their one canonical form, sorted; the as-of date checked.
     assert json.loads(args[4]) == {"state_time_zone": "America/Denver", "districts": ["D01", "D03"],
                                    "as_of_date": "2026-09-02"}
@@ -303,3 +306,35 @@ def test_hourly_school_hours_schedule_builds_as_of_the_last_complete_day(
     last_complete = {d.astimezone(ZoneInfo(zone)).date() - timedelta(days=1) for d in (started, finished)}
     assert as_of is not None and as_of[0] in last_complete
     assert aggregated == {as_of[0]}, "a partly recorded day never counts"
+
+
+def _nightly(dagster_env: DagsterEnv) -> set[str]:
+    """Run the nightly job over every district; the models it materialized (the last part of their keys)."""
+    from orchestration.dagster_defs.jobs import NIGHTLY
+
+    schedule = dagster_env.defs.resolve_schedule_def(NIGHTLY)
+    request = schedule.evaluate_tick(build_schedule_context(instance=dagster_env.instance)).run_requests[0]  # type: ignore[index]
+    result = dagster_env.defs.resolve_job_def(NIGHTLY).execute_in_process(
+        instance=dagster_env.instance, tags=request.tags, raise_on_error=False)
+    assert result.success
+    return {event.asset_key.path[-1] for event in result.get_asset_materialization_events()
+            if event.asset_key is not None and event.asset_key.path[0] == "state"}
+
+
+def test_nightly_leaves_out_the_models_with_nothing_new(dagster_env: DagsterEnv) -> None:
+    """The nightly (hourly) job asks the warehouse first: a state table whose landing table no load changed
+    since its last build, and an aggregation already built as of the run's date after every state table,
+    are not in the dbt invocation at all (no materialization, no data tests); what changed is built."""
+    from orchestration.dbt.work_plan import AGGREGATION, LANDING_MODELS
+
+    _nightly(dagster_env)
+    before = built_at("attendance")
+    assert _nightly(dagster_env) == {"district"}, "nothing new: only the registry's table is rebuilt"
+    assert built_at("attendance") == before
+
+    rename_people(dagster_env, CODES[:1], "-hourly")
+    built = _nightly(dagster_env)
+    assert {"person", AGGREGATION} <= built
+    assert not built & (set(LANDING_MODELS) - {"person"}), built
+    assert all(name.endswith("-hourly") for name in last_names(CODES[0]))
+    assert built_at("attendance") == before

@@ -13,8 +13,10 @@ from datetime import date
 
 import psycopg
 import pytest
+import yaml
 from psycopg import sql
 
+from orchestration import settings
 from orchestration.dbt import runner as dbt_runner
 from orchestration.districts.contract import TABLES
 from orchestration.districts.registry import District, DistrictSource, RegistryError
@@ -128,7 +130,8 @@ def model_builds(conn: psycopg.Connection) -> dict[tuple[str, str], tuple[int | 
 def test_full_build_passes_every_data_test(built: dbt_runner.DbtRunResult) -> None:
     statuses = {node.unique_id: node.status for node in built.nodes}
     tests = {uid: status for uid, status in statuses.items() if uid.startswith("test.")}
-    assert len(tests) > 80  # the key uniqueness tests are unique indexes instead
+    # The key uniqueness tests are unique indexes instead, the not_null tests NOT NULL constraints.
+    assert len(tests) > 20
     warned = {uid for uid, status in tests.items() if status == "warn"}
     # The sample's row 503 names period 212 on a day that follows another period schedule.
     assert warned == {"test.attendance_sync.attendance_rows_outside_counted_periods"}
@@ -365,3 +368,49 @@ def test_a_duplicate_key_is_refused_by_the_table_itself(state: psycopg.Connectio
         with pytest.raises(psycopg.errors.UniqueViolation):
             state.execute(sql.SQL("insert into state.{0} select * from state.{0} limit 1").format(
                 sql.Identifier(table)))
+
+
+def declared_not_null() -> dict[str, list[str]]:
+    """Model -> the columns its YAML declares not_null (column constraints), for the state tables."""
+    declared: dict[str, list[str]] = {}
+    for path in (settings.DBT_PROJECT_DIR / "models" / "state").glob("*.yml"):
+        for model in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("models") or []:
+            declared[model["name"]] = [column["name"] for column in model.get("columns") or []
+                                       if {"type": "not_null"} in (column.get("constraints") or [])]
+    return declared
+
+
+def test_declared_not_null_columns_are_constraints_of_the_tables(state: psycopg.Connection) -> None:
+    """The column_constraints() post-hook makes every declared not_null a NOT NULL of the table: PostgreSQL
+    refuses the NULL itself (no not_null data test scans the table after the build)."""
+    declared = declared_not_null()
+    assert set(STATE_TABLES) <= set(declared)
+    for table in STATE_TABLES:
+        assert declared[table], f"{table} declares no not_null column"
+        not_null = {name for (name,) in state.execute(
+            "select attname from pg_attribute where attrelid = %s::regclass and attnum > 0 and attnotnull",
+            (f"state.{table}",)).fetchall()}
+        assert set(declared[table]) <= not_null, (table, set(declared[table]) - not_null)
+        column = declared[table][-1]
+        with pytest.raises(psycopg.errors.NotNullViolation, match=column):
+            state.execute(sql.SQL("update state.{} set {} = null").format(sql.Identifier(table),
+                                                                           sql.Identifier(column)))
+
+
+def test_a_null_in_a_not_null_column_fails_the_build_and_changes_nothing(
+        warehouse: Warehouse, state: psycopg.Connection) -> None:
+    """A NULL reaching a declared not_null column (here: landing's own NOT NULL lifted behind the loader's
+    back) stops the model's build with PostgreSQL's message naming the column; the table stays as it was."""
+    before = checksums(state)
+    try:
+        state.execute("alter table landing.school alter column name drop not null")
+        state.execute("update landing.school set name = null where district_code = 'D01'")
+        result = dbt_runner.run_dbt(["run", "--select", "school"], districts=["D01"], state_replace=True,
+                                    as_of_date=date(2026, 9, 2))
+        assert not result.success
+        assert 'null value in column "name"' in result.failure_message, result.failure_message
+        assert checksums(state) == before
+    finally:
+        state.execute("update landing.school as l set name = s.name from state.school as s "
+                      "where l.district_code = s.district_code and l.school_id = s.school_id")
+        state.execute("alter table landing.school alter column name set not null")

@@ -25,6 +25,7 @@
                 with (autovacuum_vacuum_insert_threshold = -1) as
             {{ att_day_aggregation_render({
                 'districts': [code], 'attendance_days': 'pg_temp.att_day_aggregation__attendance_days'}) }};
+            {{ att_day_aggregation_not_null(target_relation.schema ~ '.' ~ new_name) }}
             create unique index {{ new_name }}_key
                 on {{ target_relation.schema }}.{{ new_name }} (calendar_id, person_id, date);
             {{ att_day_aggregation_planner(false) }}
@@ -60,4 +61,18 @@
         {%- do adapter.cache_dropped(existing_relation) -%}
     {%- endif -%}
     {%- do adapter.cache_added(target_relation) -%}
+{%- endmacro %}
+
+
+{#- The NOT NULL constraints declared in the model's YAML (column_constraints.sql), on a new partition before
+    it is attached: PostgreSQL attaches a partition only if it has every NOT NULL of the partitioned table
+    (one scan of the new table, which also refuses a NULL there, naming the column). -#}
+{% macro att_day_aggregation_not_null(table_name) -%}
+    {%- set columns = not_null_columns() -%}
+    {%- if columns | length > 0 -%}
+            alter table {{ table_name }}
+            {%- for column in columns %}
+                alter column {{ adapter.quote(column) }} set not null{{ ',' if not loop.last else ';' }}
+            {%- endfor %}
+    {%- endif -%}
 {%- endmacro %}
