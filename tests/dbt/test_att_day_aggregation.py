@@ -83,8 +83,24 @@ def test_reference_statement_equals_the_model(warehouse: Warehouse) -> None:
 def test_data_tests_pass(warehouse: Warehouse) -> None:
     result = warehouse.dbt("test", "--select", "att_day_aggregation,test_type:data", as_of=AS_OF)
     tests = {node.unique_id: node.status for node in result.nodes if node.unique_id.startswith("test.")}
-    assert len(tests) >= 10
+    assert len(tests) >= 2  # the relationships; NULLs are refused by the table's NOT NULL constraints
     assert set(tests.values()) == {"pass"}, tests
+
+
+def test_the_table_and_each_partition_refuse_nulls(warehouse: Warehouse) -> None:
+    """The declared not_null columns are NOT NULL on the partitioned table and on every partition (a
+    partition is set NOT NULL before it is attached)."""
+    not_null = dict(warehouse.conn.execute(
+        "select c.relname, count(*) from pg_attribute a join pg_class c on c.oid = a.attrelid "
+        "where (c.oid = 'state.att_day_aggregation'::regclass or c.oid in (select inhrelid from pg_inherits "
+        "where inhparent = 'state.att_day_aggregation'::regclass)) and a.attnum > 0 and a.attnotnull "
+        "group by c.relname").fetchall())
+    warehouse.conn.commit()
+    assert set(not_null) == {"att_day_aggregation", *partitions(warehouse.conn)}
+    assert set(not_null.values()) == {14}, not_null
+    with pytest.raises(psycopg.errors.NotNullViolation, match="present_minutes"):
+        warehouse.conn.execute("update state.att_day_aggregation set present_minutes = null")
+    warehouse.conn.rollback()
 
 
 def test_table_is_partitioned_by_district_and_records_its_horizon(warehouse: Warehouse) -> None:

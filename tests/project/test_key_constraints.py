@@ -58,3 +58,34 @@ def test_the_models_yaml_says_which_key_is_enforced() -> None:
         for model in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("models") or []:
             if unique_indexes(model["name"]):
                 assert "unique index" in model["description"], model["name"]
+
+
+def not_null_constraints() -> dict[str, set[str]]:
+    """Model -> columns its YAML declares `constraints: [{type: not_null}]` (macros/column_constraints.sql)."""
+    declared: dict[str, set[str]] = {}
+    for path in STATE_MODELS.glob("*.yml"):
+        for model in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("models") or []:
+            declared[model["name"]] = {column["name"] for column in model.get("columns") or []
+                                       if {"type": "not_null"} in (column.get("constraints") or [])}
+    return declared
+
+
+def test_every_key_column_is_declared_not_null() -> None:
+    """A unique index lets NULLs through; the NOT NULL constraints keep them out of every key."""
+    declared = not_null_constraints()
+    loose = [f"{model}: {sorted(columns - declared.get(model, set()))}"
+             for model in sorted(path.stem for path in STATE_MODELS.glob("*.sql"))
+             for columns in unique_indexes(model) if not columns <= declared.get(model, set())]
+    assert loose == [], "key columns without a not_null constraint: " + ", ".join(loose)
+
+
+def test_no_not_null_data_test_repeats_a_constraint() -> None:
+    """not_null is a constraint of the table (checked by PostgreSQL on every insert), never a data test that
+    scans the table after the build."""
+    tested = []
+    for folder in ("state", "reports"):
+        for path in (STATE_MODELS.parent / folder).glob("*.yml"):
+            for model in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("models") or []:
+                tested += [f"{model['name']}.{column['name']}" for column in model.get("columns") or []
+                           if "not_null" in (column.get("data_tests") or [])]
+    assert tested == []

@@ -11,14 +11,14 @@
 {%- endmacro %}
 
 
-{#- Whether `relation` is a partitioned table with exactly the model's columns. -#}
+{#- Whether `relation` is a partitioned table with exactly the model's columns (names and types; NOT NULL is
+    the column_constraints() post-hook's business, so a table from before it declared them is kept). -#}
 {% macro att_day_aggregation_same_shape(relation) -%}
     {%- set query -%}
         with columns as (
             select
                 attrelid,
-                string_agg(attname || ' ' || format_type(atttypid, atttypmod) || case when attnotnull then ' not null' else '' end,
-                           ', ' order by attnum) as list
+                string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' order by attnum) as list
             from pg_attribute
             where attnum > 0 and not attisdropped
                 and attrelid in ('pg_temp.att_day_aggregation__columns'::regclass, to_regclass('{{ relation }}'))
