@@ -414,3 +414,25 @@ def test_a_null_in_a_not_null_column_fails_the_build_and_changes_nothing(
         state.execute("update landing.school as l set name = s.name from state.school as s "
                       "where l.district_code = s.district_code and l.school_id = s.school_id")
         state.execute("alter table landing.school alter column name set not null")
+
+
+def test_a_child_without_its_parent_fails_its_relationship_test_once_per_missing_key(
+        state: psycopg.Connection) -> None:
+    """relationships_composite looks up the child's distinct keys: a missing parent is one failure, however
+    many child rows name it."""
+    rows = state.execute("select count(*) from state.attendance where district_code = 'D01' and person_id = 1"
+                         ).fetchone()
+    assert rows is not None and rows[0] >= 1
+    try:
+        state.execute("delete from state.person where district_code = 'D01' and person_id = 1")
+        result = dbt_runner.run_dbt(["test", "--select", "attendance,test_name:relationships_composite"],
+                                    as_of_date=date(2026, 9, 2))
+        failed = {node.unique_id.split(".")[2]: node.failures for node in result.nodes if node.status == "fail"}
+        assert failed == {
+            "relationships_composite_attendance_district_code__person_id__district_code__person_id__ref_person_": 1}
+    finally:
+        restored = dbt_runner.run_dbt(["run", "--select", "person"], districts=["D01"], state_replace=True,
+                                      as_of_date=date(2026, 9, 2))
+        assert restored.success, restored.failure_message
+    assert state.execute("select count(*) from state.person where district_code = 'D01' and person_id = 1"
+                         ).fetchone() == (1,)
