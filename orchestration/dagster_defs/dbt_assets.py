@@ -13,7 +13,7 @@ for all districts of the run) and, for unpartitioned models, the table's row cou
 # No `from __future__ import annotations`: Dagster reads the op signatures' types at runtime.
 import json
 import shutil
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,10 +51,11 @@ from orchestration.dbt.runner import (
     state_time_zone,
     vars_argument,
 )
-from orchestration.dbt.work_plan import default_as_of_date, plan_incremental_run
+from orchestration.dbt.work_plan import default_as_of_date, plan_incremental_run, record_unchanged
 from orchestration.districts.admin import sync_registry_file
 from orchestration.monitoring.report_headlines import report_headline_metadata
 from orchestration.warehouse import database
+from orchestration.warehouse.run_origin import dagster_run_origin
 from orchestration.warehouse.writer_lock import state_writer_lock
 
 # The concurrency pool of every step that writes landing or state tables (limit 1 in dagster.yaml).
@@ -250,10 +251,14 @@ def _with_row_counts(conn: psycopg.Connection, events: Iterable[DbtEvent],
 
 
 def dbt_build_events(dbt: AttendanceDbtCliResource, args: list[str], *, holder: str, log: Any,
-            districts: Sequence[str] | None, context: AssetExecutionContext | None) -> Iterator[DbtEvent]:
-    """One dbt invocation under the writer lock, streaming Dagster events with row counts."""
+            districts: Sequence[str] | None, context: AssetExecutionContext | None,
+            plan: Callable[[], list[str]] | None = None) -> Iterator[DbtEvent]:
+    """One dbt invocation under the writer lock, streaming Dagster events with row counts. `plan`: more
+    arguments, worked out under the lock (the nightly's work plan)."""
     with state_writer_lock(holder, log=log.info):
         sync_registry_file()  # builds only the districts the registry file lists now
+        if plan is not None:
+            args = [*args, *plan()]
         if context is not None:
             invocation = dbt.cli(args, context=context)
         else:
@@ -299,16 +304,23 @@ def replaces_state(context: AssetExecutionContext, config: DbtBuildConfig) -> bo
 PLANNED_JOBS = frozenset({"nightly_attendance"})
 
 
-def planned_excludes(context: AssetExecutionContext, config: DbtBuildConfig, districts: Sequence[str]) -> list[str]:
-    """`--exclude` of the selected models with nothing new since their last build, for PLANNED_JOBS."""
+def work_plan(context: AssetExecutionContext, config: DbtBuildConfig,
+              districts: Sequence[str]) -> Callable[[], list[str]] | None:
+    """For PLANNED_JOBS: what to add to the dbt arguments, worked out under the writer lock: `--exclude` of
+    the selected models with nothing new since their last build, recorded as current (work_plan.py)."""
     if context.job_name not in PLANNED_JOBS or config.full_refresh or replaces_state(context, config):
-        return []
-    selected = sorted(key.path[-1] for key in context.selected_asset_keys)
-    as_of = as_of_date_of(config.as_of_date) or default_as_of_date(state_time_zone())
-    with database.connect() as conn:
-        plan = plan_incremental_run(conn, selected, districts, as_of)
-    context.log.info(plan.summary())
-    return plan.exclude_args()
+        return None
+
+    def plan() -> list[str]:
+        selected = sorted(key.path[-1] for key in context.selected_asset_keys)
+        as_of = as_of_date_of(config.as_of_date) or default_as_of_date(state_time_zone())
+        with database.connect() as conn:
+            decided = plan_incremental_run(conn, selected, districts, as_of)
+            record_unchanged(conn, decided, dagster_run_origin(context.run.run_id))
+        context.log.info(decided.summary())
+        return decided.exclude_args()
+
+    return plan
 
 
 def _holder(context: AssetExecutionContext) -> str:
@@ -329,9 +341,8 @@ def build_dbt_assets(partitions: PartitionsDefinition) -> list[AssetsDefinition]
         context.log.info(f"dbt build for district(s) {', '.join(districts)}")
         args = dbt_build_args(districts=districts, as_of_date=config.as_of_date, full_refresh=config.full_refresh,
                               state_replace=replaces_state(context, config))
-        args += planned_excludes(context, config, districts)
         yield from dbt_build_events(dbt, args, holder=_holder(context), log=context.log, districts=districts,
-                           context=context)
+                           context=context, plan=work_plan(context, config, districts))
 
     assets = [district_models]
     statewide = [node for node in model_nodes(dbt_manifest).values() if not is_district_model(node)]

@@ -9,9 +9,13 @@ nothing at all, and neither do its data tests: its rows and the rows of its pare
 when they were last built and tested. (A change in a parent still runs the relationship tests of the
 parent's selected children; the weekly resync builds and tests everything.)
 
-att_day_aggregation has nothing to do when no state table has (whether the run selects it or not), its
-table exists, and every selected district's last aggregation build has the run's as-of date and came after
-the last build of every state table of the district.
+att_day_aggregation has nothing to do when its table exists and every selected district's last
+aggregation build has the run's as-of date and no landing batch after the horizon it recorded changed a
+table the state tables copy (its own plan would find an empty window).
+
+The left-out state tables are recorded as current up to the horizon the plan checked, as their own build
+would have recorded them (record_unchanged): the aggregation takes the smallest horizon of its parents as
+its own, so a parent left out without a record would hold back the batches its other parents bring.
 
 A model is kept whenever in doubt: a district never built or never loaded, a landing horizon that went
 back (a reset), a missing table, a warehouse without its bookkeeping tables yet. Runs that replace state
@@ -37,11 +41,13 @@ LANDING_MODELS = tuple(spec.name for spec in TABLES)
 
 @dataclass(frozen=True)
 class WorkPlan:
-    """The run's decision: models with work, and the ones left out (each with nothing to do)."""
+    """The run's decision: the models left out (each with nothing to do), and each selected district's
+    landing horizon (its newest committed batch) when the plan was made."""
 
     districts: tuple[str, ...]
     as_of_date: dt.date
     unchanged: tuple[str, ...]
+    horizons: tuple[tuple[str, int], ...] = ()
 
     def exclude_args(self) -> list[str]:
         # One value (dbt splits it on spaces): dagster-dbt takes a runtime --exclude with one value.
@@ -61,20 +67,30 @@ def default_as_of_date(time_zone: str) -> dt.date:
 
 _BOOKKEEPING = ("state.model_build", "landing.load_batch", "landing.load_log", "landing.district")
 
-# Per landing-backed model: whether some selected district has work (the pre-hook's full or delta).
+# A landing batch of the district in (after, horizon] that may have changed the table: no load_log row
+# saying it left the table unchanged.
+_CHANGING_BATCH = """
+exists (
+    select from landing.load_batch as batch
+    where batch.district_code = selected.district_code
+        and batch.batch_id > {after}
+        and batch.batch_id <= selected.horizon
+        and not exists (
+            select from landing.load_log as log
+            where log.batch_id = batch.batch_id
+                and log.table_name = models.model_name
+                and log.rows_inserted + log.rows_updated + log.rows_deleted = 0
+        )
+)"""
+
+# The landing-backed models that some selected district has work for (the pre-hook's full or delta).
 _LANDING_MODELS_WITH_WORK = """
 with selected as (
-    select unnest(%(districts)s::text[]) as district_code
+    select * from unnest(%(districts)s::text[], %(horizons)s::bigint[]) as selected (district_code, horizon)
 ),
 
 models as (
     select unnest(%(models)s::text[]) as model_name
-),
-
-horizon as (
-    select district_code, max(batch_id) as batch_id
-    from landing.load_batch
-    group by district_code
 )
 
 select models.model_name
@@ -82,41 +98,60 @@ from models
 cross join selected
 left join state.model_build as build
     on build.model_name = models.model_name and build.district_code = selected.district_code
-left join horizon on horizon.district_code = selected.district_code
 where to_regclass('state.' || quote_ident(models.model_name)) is null
     or build.landing_batch_id is null
-    or horizon.batch_id is null
-    or build.landing_batch_id > horizon.batch_id
-    or exists (
-        select from landing.load_batch as batch
-        where batch.district_code = selected.district_code
-            and batch.batch_id > build.landing_batch_id
-            and not exists (
-                select from landing.load_log as log
-                where log.batch_id = batch.batch_id
-                    and log.table_name = models.model_name
-                    and log.rows_inserted + log.rows_updated + log.rows_deleted = 0
-            )
-    )
+    or selected.horizon is null
+    or build.landing_batch_id > selected.horizon
+    or """ + _CHANGING_BATCH.format(after="build.landing_batch_id") + """
 group by models.model_name
 """
 
-# The aggregation's last build, per selected district, came after the last build of every landing-backed
-# state table (build_seq orders builds) and has the run's as-of date.
+# Whether the aggregation has nothing to do for every selected district: it was built as of the run's date,
+# and no landing batch after the horizon it recorded changed any table the state tables copy (so none of
+# the state tables it reads changed since; its own plan would find an empty window).
 _AGGREGATION_IS_CURRENT = """
-select to_regclass('state.att_day_aggregation') is not null
-    and count(build.district_code) = cardinality(%(districts)s::text[])
-    and bool_and(coalesce(
-        build.as_of_date = %(as_of)s
-        and build.build_seq > (
-            select coalesce(max(coalesce(parent.build_seq, 0)), 0)
-            from state.model_build as parent
-            where parent.district_code = build.district_code and parent.model_name = any(%(models)s::text[])
-        ), false))
-from unnest(%(districts)s::text[]) as selected (district_code)
-left join state.model_build as build
-    on build.model_name = 'att_day_aggregation' and build.district_code = selected.district_code
+with selected as (
+    select * from unnest(%(districts)s::text[], %(horizons)s::bigint[]) as selected (district_code, horizon)
+),
+
+models as (
+    select unnest(%(models)s::text[]) as model_name
+)
+
+select to_regclass('state.att_day_aggregation') is not null and not exists (
+    select from selected
+    left join state.model_build as build
+        on build.model_name = 'att_day_aggregation' and build.district_code = selected.district_code
+    where build.landing_batch_id is null
+        or build.as_of_date is distinct from %(as_of)s
+        or selected.horizon is null
+        or build.landing_batch_id > selected.horizon
+        or exists (select from models where """ + _CHANGING_BATCH.format(after="build.landing_batch_id") + """)
+)
 """
+
+# The left-out state tables' records, as a build that found nothing to do writes them (record_model_build in
+# macros/model_build.sql): the horizon the plan checked, the time, the origin, a new change sequence number;
+# changed_at stays. The aggregation reads its parents' horizons from here.
+_RECORD_UNCHANGED = """
+update state.model_build as build
+set landing_batch_id = selected.horizon,
+    built_at = clock_timestamp(),
+    origin = %(origin)s,
+    build_seq = nextval('state.model_build_seq')
+from unnest(%(districts)s::text[], %(horizons)s::bigint[]) as selected (district_code, horizon)
+where build.district_code = selected.district_code
+    and build.model_name = any(%(models)s::text[])
+    and build.landing_batch_id <= selected.horizon
+"""
+
+
+def _bookkeeping_in_place(conn: psycopg.Connection) -> bool:
+    """The tables the plan reads, with state.model_build's build_seq (a dbt run adds it to an older one)."""
+    row = conn.execute("select bool_and(to_regclass(name) is not null) and exists (select from pg_attribute "
+                       "where attrelid = to_regclass('state.model_build') and attname = 'build_seq') "
+                       "from unnest(%s::text[]) as name", (list(_BOOKKEEPING),)).fetchone()
+    return bool(row and row[0])
 
 
 def _registry_districts(conn: psycopg.Connection) -> list[str]:
@@ -131,17 +166,33 @@ def plan_incremental_run(conn: psycopg.Connection, models: Sequence[str], distri
                          as_of_date: dt.date) -> WorkPlan:
     """The models among `models` that an incremental run for `districts` (None or empty: every district of
     the registry) as of `as_of_date` can leave out."""
-    if any(conn.execute("select to_regclass(%s) is null", (name,)).fetchone() == (True,) for name in _BOOKKEEPING):
+    if not _bookkeeping_in_place(conn):
         return WorkPlan((), as_of_date, ())
     codes = sorted(districts) if districts else _registry_districts(conn)
     if not codes:
         return WorkPlan((), as_of_date, ())
-    with_work = {row[0] for row in conn.execute(
-        _LANDING_MODELS_WITH_WORK, {"districts": codes, "models": list(LANDING_MODELS)}).fetchall()}
+    newest = dict(conn.execute("select district_code, max(batch_id) from landing.load_batch "
+                               "where district_code = any(%s) group by district_code", (codes,)).fetchall())
+    params = {"districts": codes, "horizons": [newest.get(code) for code in codes], "models": list(LANDING_MODELS),
+              "as_of": as_of_date}
+    with_work = {row[0] for row in conn.execute(_LANDING_MODELS_WITH_WORK, params).fetchall()}
     unchanged = [model for model in models if model in LANDING_MODELS and model not in with_work]
-    if AGGREGATION in models and not with_work:
-        current = conn.execute(_AGGREGATION_IS_CURRENT, {"districts": codes, "as_of": as_of_date,
-                                                           "models": list(LANDING_MODELS)}).fetchone()
+    if AGGREGATION in models:
+        current = conn.execute(_AGGREGATION_IS_CURRENT, params).fetchone()
         if current and current[0]:
             unchanged.append(AGGREGATION)
-    return WorkPlan(tuple(codes), as_of_date, tuple(sorted(unchanged)))
+    horizons = tuple((code, newest[code]) for code in codes if newest.get(code) is not None)
+    return WorkPlan(tuple(codes), as_of_date, tuple(sorted(unchanged)), horizons)
+
+
+def record_unchanged(conn: psycopg.Connection, plan: WorkPlan, origin: str) -> None:
+    """Record the left-out state tables as current up to the plan's horizons, as their own build would have:
+    the aggregation takes the smallest horizon of its parents as its own, so a parent left out without this
+    would hold the aggregation back from the batches its other parents bring. Commits."""
+    models = [model for model in plan.unchanged if model in LANDING_MODELS]
+    if not models or not plan.horizons:
+        return
+    conn.execute(_RECORD_UNCHANGED, {"districts": [code for code, _ in plan.horizons],
+                                     "horizons": [horizon for _, horizon in plan.horizons],
+                                     "models": models, "origin": origin})
+    conn.commit()

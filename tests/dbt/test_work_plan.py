@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from orchestration.dbt.work_plan import AGGREGATION, LANDING_MODELS, plan_incremental_run
+from orchestration.dbt.work_plan import AGGREGATION, LANDING_MODELS, plan_incremental_run, record_unchanged
 from orchestration.districts.registry import District, DistrictSource
 from orchestration.warehouse import database
 from tests.support.districts import create_district_database
@@ -69,12 +69,32 @@ def test_a_changed_table_is_kept_for_the_districts_it_changed_in(warehouse: Ware
     assert left_out() == set(EVERY_MODEL)
 
 
-def test_a_state_table_built_after_the_aggregation_keeps_the_aggregation(warehouse: Warehouse) -> None:
-    """A state table built on its own (say by an analyst) since the aggregation's last build: the
-    aggregation's record is older than its parent's, so the plan does not trust it."""
-    warehouse.dbt("run", "--select", "person", as_of=AS_OF)
+def test_a_change_a_parent_took_without_the_aggregation_keeps_the_aggregation(warehouse: Warehouse) -> None:
+    """A state table rebuilt on its own (say by an analyst) after a load changed it: the table is current,
+    the aggregation is not (the change is after the horizon it recorded)."""
+    with district_conn(warehouse.districts["D02"]) as conn:
+        conn.execute("update enrollment set grade = grade || 'x'")
+    warehouse.load(*CODES)
+    warehouse.dbt("run", "--select", "enrollment", as_of=AS_OF)
     assert left_out() == set(LANDING_MODELS)
     warehouse.build_all(AS_OF)
+    assert left_out() == set(EVERY_MODEL)
+
+
+def test_a_planned_run_equals_a_full_recompute(warehouse: Warehouse) -> None:
+    """Only attendance changed: the plan leaves out every other state table and records it as current up to
+    the new batch, so the aggregation (which takes its parents' smallest horizon) takes the change."""
+    with district_conn(warehouse.districts["D01"]) as conn:
+        conn.execute("update attendance set status = 'T', present_minutes = 45 where attendance_id = 501")
+    warehouse.load(*CODES)
+    warehouse.snapshot("before_plan")
+    with database.connect() as conn:
+        plan = plan_incremental_run(conn, EVERY_MODEL, None, AS_OF)
+        assert set(plan.unchanged) == set(LANDING_MODELS) - {"attendance"}
+        record_unchanged(conn, plan, "test")
+    warehouse.dbt("run", "--select", "state", *plan.exclude_args(), as_of=AS_OF)
+    assert warehouse.differences(AS_OF) == (0, 0)
+    assert warehouse.differs_from_snapshot("before_plan", "district_code = 'D01'") != (0, 0)
     assert left_out() == set(EVERY_MODEL)
 
 

@@ -1,7 +1,9 @@
 """Keys are enforced by PostgreSQL where it can: a unique index declared with the model (dbt's `indexes`
 config; for att_day_aggregation, the per-partition index its build macros create) replaces the uniqueness
 data test, which would re-check the same thing by sorting the whole table on every build. Every state model
-keeps a key guarantee, enforced or tested. Reads the files only; no database."""
+keeps a key guarantee, enforced or tested. NULLs are refused by NOT NULL constraints declared in the YAML
+(macros/column_constraints.sql), never by not_null data tests, and every key column declares one. Reads the
+files only; no database."""
 
 from __future__ import annotations
 
