@@ -8,8 +8,9 @@ bucket with a landing row whose hash is missing always differs. Only the differi
 streamed into the listing and only their landing rows are compared with it, so gone keys are found
 within them. A duplicated source key changes its bucket's count: the bucket is listed and the duplicate
 is refused as before. Unchanged rows that a check must see are listed too: children of gone parent rows
-(their buckets are added). Tables with unique keys besides the primary key, CSV sources, keys that are
-not integers in the district database, and reloads where most buckets differ keep the full listing.
+(their buckets are added). A changed table with unique keys besides the primary key, CSV sources, keys
+that are not integers in the district database, and reloads where most buckets differ keep the full
+listing.
 """
 
 from __future__ import annotations
@@ -81,8 +82,8 @@ def _ranges(buckets: set[int]) -> list[tuple[int, int]]:
 def plan_listing(conn: psycopg.Connection, source: DistrictSource, spec: Table, code: str,
                  gone_parents: dict[str, Table]) -> ListingPlan | None:
     """The key ranges to list for a reload of `spec` (none: the table is unchanged); None: list every row."""
-    if not ENABLED or spec.unique or spec.column(spec.primary_key).type != "integer":
-        return None  # a unique partner (changes.add_unique_partners) may sit in any bucket
+    if not ENABLED or spec.column(spec.primary_key).type != "integer":
+        return None
     source_digests = source.bucket_digests(spec)
     if source_digests is None:
         return None
@@ -90,8 +91,8 @@ def plan_listing(conn: psycopg.Connection, source: DistrictSource, spec: Table, 
     buckets = source_digests.keys() | landing_digests.keys()
     differing = {b for b in buckets if source_digests.get(b) != landing_digests.get(b)}
     differing |= _buckets_of_orphans(conn, spec, code, gone_parents)
-    if len(differing) > MAX_DIFFERING_SHARE * len(buckets):
-        return None
+    if (differing and spec.unique) or len(differing) > MAX_DIFFERING_SHARE * len(buckets):
+        return None  # a unique partner of a changed row (changes.add_unique_partners) may sit in any bucket
     unlisted = sum(count for bucket, (count, _) in source_digests.items() if bucket not in differing)
     return ListingPlan(_ranges(differing), unlisted, sum(count for count, _ in landing_digests.values()))
 
