@@ -227,7 +227,8 @@ class _DistrictLoad:
             "create temp table {} (_row bigint generated always as identity, {}) on commit drop").format(name, columns))
 
     def _stage_changes(self, spec: Table, changes: TableChanges, raw: sql.Identifier) -> None:
-        """List the source's keys and hashes, compare them with landing, and copy the candidates into raw."""
+        """List the source's keys and hashes (of the key ranges whose bucket digest differs, buckets.py),
+        compare them with landing, and copy the candidates into raw."""
         names = _ids(spec.column_names)
         file_table: sql.Identifier | None = temp("file", spec)
         gone_parents = {name: other.spec for name, other in self.changes.items() if other.gone}
