@@ -166,3 +166,13 @@ def test_a_gone_parent_of_rows_in_unchanged_buckets_is_refused_as_before(
     result = reload_both(districts, monkeypatch)
     assert not result.ok
     assert result.error is not None and "person_id 1 has no person row" in result.error
+
+
+def test_a_key_that_is_not_an_integer_column_in_the_district_is_listed_whole_and_refused_as_before(
+        state_db: str, make_district: MakeDistrict, monkeypatch: pytest.MonkeyPatch) -> None:
+    districts = twins(make_district, monkeypatch)
+    change(districts, "alter table attendance alter column attendance_id type text; "
+                      "update attendance set attendance_id = 'A-501' where attendance_id = '501'")
+    result = reload_both(districts, monkeypatch)
+    assert not result.ok
+    assert result.error is not None and "column attendance_id: not a valid integer: 'A-501'" in result.error
