@@ -11,6 +11,7 @@ import csv
 import re
 import sys
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, quote_plus
@@ -56,12 +57,19 @@ class DistrictSource(Protocol):
         """How an error names the `row_number`-th row copied (1-based) of `spec`."""
         ...
 
-    def copy_row_hashes(self, spec: Table, target: sql.Composable, state: psycopg.Connection) -> bool:
+    def copy_row_hashes(self, spec: Table, target: sql.Composable, state: psycopg.Connection,
+                        ranges: list[tuple[int, int]] | None = None) -> bool:
         """Stream (key as text, row hash) of every row, in key order, into `target`'s (_key, _hash).
 
         The hash is md5 of the row's text form (row_text_hash); False when the source cannot compute it
-        itself (CSV: the loader copies the file and hashes it on the state side).
+        itself (CSV: the loader copies the file and hashes it on the state side). `ranges`: only the rows
+        whose integer key lies in one of these (first, last) key ranges (bucket_digests).
         """
+        ...
+
+    def bucket_digests(self, spec: Table) -> dict[int, tuple[int, Decimal]] | None:
+        """Per key bucket (key_bucket): the row count and the sum of the rows' hash values (row_hash_value);
+        None when the source cannot compute them (a CSV file, a key that is not an integer column)."""
         ...
 
     def copy_rows_by_key(self, spec: Table, target: sql.Composable, state: psycopg.Connection,
@@ -80,6 +88,30 @@ def row_text_hash(columns: sql.Composable) -> sql.Composable:
     """md5 of a row's text form: the same on the district side (typed columns) and the state side (their
     text as COPY moved it), because a row's text form is made of its columns' own output texts."""
     return sql.SQL("md5(row({})::text)").format(columns)
+
+
+# A key bucket holds 2**BUCKET_BITS consecutive integer keys: a reload lists only the buckets whose digest
+# differs from landing's (orchestration/landing/buckets.py).
+BUCKET_BITS = 12
+INTEGER_KEY_TYPES = ("smallint", "integer", "bigint")
+
+
+def key_bucket(key: sql.Composable) -> sql.Composable:
+    """An integer key's bucket (a shift rounds down, negative keys too, so a bucket is one key range)."""
+    return sql.SQL("({}::bigint >> {})").format(key, sql.Literal(BUCKET_BITS))
+
+
+def row_hash_value(hash_text: sql.Composable) -> sql.Composable:
+    """The first 16 hex digits of a row hash as a bigint: summed (as numeric) into a bucket's digest."""
+    return sql.SQL("('x' || left({}, 16))::bit(64)::bigint").format(hash_text)
+
+
+def in_key_ranges(key: sql.Composable, ranges: list[tuple[int, int]]) -> tuple[sql.Composable, sql.Composable]:
+    """A FROM item of the (first, last) key ranges, and the join condition putting `key` in one of them:
+    each range is then one index range scan."""
+    items = sql.SQL("unnest({}::bigint[], {}::bigint[]) as _range(_first, _last)").format(
+        sql.Literal([first for first, _ in ranges]), sql.Literal([last for _, last in ranges]))
+    return items, sql.SQL("{} between _range._first and _range._last").format(key)
 
 
 def scrub_password(message: str, conninfo: str) -> str:
@@ -178,14 +210,32 @@ class DatabaseSource:
                 raise SourceError(f"lost the connection to the district database while reading: {_reason(error)}",
                                   table=spec.name) from None
 
-    def copy_row_hashes(self, spec: Table, target: sql.Composable, state: psycopg.Connection) -> bool:
+    def copy_row_hashes(self, spec: Table, target: sql.Composable, state: psycopg.Connection,
+                        ranges: list[tuple[int, int]] | None = None) -> bool:
         self._check_columns(spec)
         pk = sql.Identifier(spec.primary_key)
-        columns = sql.SQL(", ").join(sql.Identifier(n) for n in spec.column_names)
-        query = sql.SQL("copy (select {pk}::text, {hash} from public.{table} order by {pk}) to stdout").format(
-            pk=pk, hash=row_text_hash(columns), table=sql.Identifier(spec.name))
+        columns = sql.SQL(", ").join(sql.Identifier(spec.name, n) for n in spec.column_names)
+        rows = sql.SQL("public.{}").format(sql.Identifier(spec.name))
+        if ranges is not None:
+            items, condition = in_key_ranges(sql.Identifier(spec.name, spec.primary_key), ranges)
+            rows = sql.SQL("{} join {} on {}").format(items, rows, condition)
+        query = sql.SQL("copy (select {table}.{pk}::text, {hash} from {rows} order by {table}.{pk}) to stdout").format(
+            pk=pk, hash=row_text_hash(columns), table=sql.Identifier(spec.name), rows=rows)
         self._copy_out(query, sql.SQL("copy {} (_key, _hash) from stdin").format(target), spec, state)
         return True
+
+    def bucket_digests(self, spec: Table) -> dict[int, tuple[int, Decimal]] | None:
+        self._check_columns(spec)
+        if self._key_type(spec) not in INTEGER_KEY_TYPES:
+            return None  # the key's text form decides; only the full listing compares it (changes.py)
+        columns = sql.SQL(", ").join(sql.Identifier(n) for n in spec.column_names)
+        rows = self.conn.execute(sql.SQL(
+            "select {bucket}, count(*), sum({value}::numeric) from public.{table} group by 1").format(
+            bucket=key_bucket(sql.Identifier(spec.primary_key)), value=row_hash_value(row_text_hash(columns)),
+            table=sql.Identifier(spec.name))).fetchall()
+        if any(bucket is None for bucket, _, _ in rows):
+            return None  # a row without key: the full listing makes it a candidate and the checks name it
+        return {int(bucket): (int(count), total) for bucket, count, total in rows}
 
     def _key_type(self, spec: Table) -> str:
         row = self.conn.execute(
@@ -367,8 +417,12 @@ class ExtractSource:
     def describe_row(self, spec: Table, row_number: int, key: str | None) -> str:
         return f"line {record_start_line(self._path(spec), row_number)}"
 
-    def copy_row_hashes(self, spec: Table, target: sql.Composable, state: psycopg.Connection) -> bool:
+    def copy_row_hashes(self, spec: Table, target: sql.Composable, state: psycopg.Connection,
+                        ranges: list[tuple[int, int]] | None = None) -> bool:
         return False  # a file has no query engine: the loader copies it whole and hashes on the state side
+
+    def bucket_digests(self, spec: Table) -> dict[int, tuple[int, Decimal]] | None:
+        return None  # read whole anyway (copy_row_hashes)
 
     def copy_rows_by_key(self, spec: Table, target: sql.Composable, state: psycopg.Connection,
                          keys: list[str]) -> None:

@@ -39,6 +39,7 @@ class TableChanges:
     gone: int = 0  # of those, how many the load flags deleted
     candidates: int = 0
     staged: int = 0  # rows in new_<table>: candidates and the unchanged rows checked with them
+    in_listing: int = 0  # source rows whose key and hash were compared with landing (buckets.py: fewer)
 
 
 def temp(prefix: str, spec: Table) -> sql.Identifier:
@@ -97,20 +98,25 @@ def has_duplicate_keys(conn: psycopg.Connection, spec: Table) -> bool:
     return bool(row and row[0])
 
 
-def compare_with_landing(conn: psycopg.Connection, spec: Table, code: str, changes: TableChanges) -> None:
+def compare_with_landing(conn: psycopg.Connection, spec: Table, code: str, changes: TableChanges,
+                         landing_rows: sql.Composable | None = None) -> None:
     """The table's candidates (_row set) and gone keys (_row null, _id the key) in changed_key, from the
-    listing against landing. Keys are unique in the listing here (the caller checked)."""
+    listing against landing (`landing_rows`: the part of the district's landing rows listed, buckets.py).
+    Keys are unique in the listing here (the caller checked)."""
     pk = sql.Identifier(spec.primary_key)
+    if landing_rows is None:
+        landing_rows = sql.SQL("(select {pk}, _row_hash, _deleted from {landing} where district_code = {code})").format(
+            pk=pk, landing=_landing(spec), code=sql.Literal(code))
     # A text comparison of keys: a source key that is not a valid integer is simply a candidate, and its
     # staging reports it.
     conn.execute(sql.SQL(
         "insert into {diff} (_table, _row, _key, _id, _was_deleted) "
         "select {table}, s._row, s._key, l.{pk}, l._deleted "
-        "from {seen} s full join (select {pk}, _row_hash, _deleted from {landing} where district_code = {code}) l "
+        "from {seen} s full join {landing_rows} l "
         "on l.{pk}::text = s._key "
         "where (s._row is not null and (l.{pk} is null or l._deleted or l._row_hash is distinct from s._hash)) "
         "or (s._row is null and not l._deleted)").format(
-        diff=DIFF, table=table_literal(spec), pk=pk, seen=SEEN, landing=_landing(spec), code=sql.Literal(code)))
+        diff=DIFF, table=table_literal(spec), pk=pk, seen=SEEN, landing_rows=landing_rows))
     counts = conn.execute(sql.SQL(
         "select (select count(*) from {seen}), count(*) filter (where _row is null), "
         "count(*) filter (where _row is not null and _id is null), "
@@ -118,7 +124,7 @@ def compare_with_landing(conn: psycopg.Connection, spec: Table, code: str, chang
     ).format(seen=SEEN, diff=DIFF, table=table_literal(spec))).fetchone()
     assert counts is not None
     listed, gone, new, returning, candidates = (int(value) for value in counts)
-    changes.listed, changes.gone, changes.candidates = listed, gone, candidates
+    changes.listed, changes.gone, changes.candidates, changes.in_listing = listed, gone, candidates, listed
     changes.live = listed - new - returning + gone
 
 

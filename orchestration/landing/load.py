@@ -23,6 +23,7 @@ from psycopg import sql
 from orchestration.districts.contract import TABLES, Column, Table
 from orchestration.districts.registry import District, RegistryError
 from orchestration.districts.sources import DistrictSource, SourceError, open_source, row_text_hash
+from orchestration.landing.buckets import account_unlisted, listed_landing_rows, plan_listing
 from orchestration.landing.changes import (
     FETCH_BY_KEY_MAX_SHARE,
     TableChanges,
@@ -95,6 +96,7 @@ class TableLoadStats:
     unchanged: int = 0
     duration_s: float = 0.0
     staged: int = 0  # rows copied in full, checked and typed: new and changed ones (all on a first load)
+    listed: int = 0  # source rows whose key and hash were compared with landing (none when a digest matched)
 
 
 @dataclass
@@ -225,11 +227,17 @@ class _DistrictLoad:
             "create temp table {} (_row bigint generated always as identity, {}) on commit drop").format(name, columns))
 
     def _stage_changes(self, spec: Table, changes: TableChanges, raw: sql.Identifier) -> None:
-        """List the source's keys and hashes, compare them with landing, and copy the candidates into raw."""
+        """List the source's keys and hashes (of the key ranges whose bucket digest differs, buckets.py),
+        compare them with landing, and copy the candidates into raw."""
         names = _ids(spec.column_names)
         file_table: sql.Identifier | None = temp("file", spec)
-        seen = create_listing(self.conn, max((other.listed for other in self.changes.values()), default=0))
-        if not self.source.copy_row_hashes(spec, seen, self.conn):
+        gone_parents = {name: other.spec for name, other in self.changes.items() if other.gone}
+        plan = plan_listing(self.conn, self.source, spec, self.code, gone_parents)
+        if plan is not None and not plan.ranges:  # every bucket equal: nothing new, changed or gone
+            changes.partial, changes.listed, changes.live = True, plan.unlisted, plan.live
+            return
+        seen = create_listing(self.conn, max((other.in_listing for other in self.changes.values()), default=0))
+        if not self.source.copy_row_hashes(spec, seen, self.conn, plan.ranges if plan else None):
             assert file_table is not None
             self._create_raw(spec, file_table)
             self.source.copy_table(spec, file_table, self.conn)
@@ -243,8 +251,10 @@ class _DistrictLoad:
             return
         else:
             file_table = None
-        compare_with_landing(self.conn, spec, self.code, changes)
-        gone_parents = {name: other.spec for name, other in self.changes.items() if other.gone}
+        compare_with_landing(self.conn, spec, self.code, changes,
+                             listed_landing_rows(spec, self.code, plan) if plan else None)
+        if plan:
+            account_unlisted(changes, plan)
         add_children_of_gone_parents(self.conn, spec, self.code, gone_parents, changes)
         if file_table is not None:
             changes.partial = True
@@ -487,6 +497,7 @@ class _DistrictLoad:
             t0 = time.perf_counter()
             stats = self.apply(spec, batch_id, staged[spec.name])
             stats.staged = self.changes[spec.name].staged
+            stats.listed = self.changes[spec.name].in_listing
             stats.duration_s = timings[spec.name] + time.perf_counter() - t0
             result.tables.append(stats)
             conn.execute(
