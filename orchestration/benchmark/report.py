@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 import platform
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -262,20 +263,25 @@ def run_benchmark(size_name: str, sections: list[str] | None, out_dir: Path, sca
     benchmark warehouse when it is done (they take most of the disk)."""
 
     size = bench_size(size_name, scale)
+    chosen = sections or DEFAULT_SECTIONS.get(size_name, list(SECTIONS))
+    unknown = [name for name in chosen if name not in SECTIONS]
+    if unknown:
+        print(f"unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}", file=sys.stderr)
+        return 2
+    districts = bench_districts(size.districts, size_name)
+    missing = [] if "generate" in chosen else missing_databases(districts)
+    if missing:
+        print(f"benchmark: the {size_name} district databases are not there ({missing[0]} is missing; the Nevada "
+              f"size drops them after each run): add --section generate, or leave out --section", file=sys.stderr)
+        return 2
     os.environ["ATTENDANCE_STATE_DATABASE"] = BENCH_STATE_DATABASE
     registry_path = local_dir() / "bench" / size_name / "districts.yml"
     registry_path.parent.mkdir(parents=True, exist_ok=True)
-    districts = bench_districts(size.districts, size_name)
     write_registry(registry_path, districts)
     os.environ["ATTENDANCE_REGISTRY"] = str(registry_path)
     database.drop_database(BENCH_STATE_DATABASE)
     database.ensure_database(BENCH_STATE_DATABASE)
     ctx = BenchContext(size_name, districts, registry_path, scale)
-    chosen = sections or DEFAULT_SECTIONS.get(size_name, list(SECTIONS))
-    unknown = [name for name in chosen if name not in SECTIONS]
-    if unknown:
-        print(f"unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
-        return 2
     try:
         for name in SECTIONS:
             if name in chosen:
@@ -294,6 +300,15 @@ def run_benchmark(size_name: str, sections: list[str] | None, out_dir: Path, sca
     print(_markdown(ctx))
     print(f"report written to {out / 'report.md'} and {out / 'report.json'}")
     return 0
+
+
+def missing_databases(districts: list[District]) -> list[str]:
+    """The district databases a benchmark without `generate` would read but which do not exist."""
+    names = [str(district.source.database) for district in districts if district.source.database]
+    with database.connect("postgres", autocommit=True) as conn:
+        present = {row[0] for row in conn.execute("select datname from pg_database where datname = any(%s)",
+                                                  (names,)).fetchall()}
+    return [name for name in names if name not in present]
 
 
 def drop_generated(districts: list[District]) -> None:

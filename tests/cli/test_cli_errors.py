@@ -87,6 +87,14 @@ def test_benchmark_refuses_a_bad_scale_before_running(tmp_path: Path, scale: str
     assert not (home / "bench").exists()
 
 
+def test_benchmark_without_generated_districts_says_which_section_to_run(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    result = run_cli("benchmark", "--size", "bie", "--section", "load", env={"ATTENDANCE_HOME": str(home)})
+    assert result.returncode == 2
+    assert_one_clear_message(result, "bench_bie_d01 is missing", "--section generate")
+    assert not (home / "bench").exists()
+
+
 # --- settings ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("variable", "value"), [("ATTENDANCE_TIMEZONE", "Mars/Olympus_Mons"), ("PGPORT", "fifty")])
