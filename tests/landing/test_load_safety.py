@@ -65,7 +65,8 @@ def live_rows(conn: psycopg.Connection, table: str, code: str) -> int:
 
 def overrides(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
     return conn.execute("select district_code, table_name, live_rows, deleted_rows, limit_share::float, allowed_by "
-                        "from landing.mass_delete_override order by override_id").fetchall()
+                        # Districts load two at a time: their rows' order between districts is not defined.
+                        "from landing.mass_delete_override order by district_code, override_id").fetchall()
 
 
 def edit_csv(path: Path, edit: Callable[[list[list[str]]], None]) -> None:
