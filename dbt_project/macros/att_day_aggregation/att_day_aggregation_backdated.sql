@@ -44,6 +44,8 @@
         create temporary table backdated_change__rows on commit drop as
         {{ att_day_aggregation_backdated_rows(measured) | indent(8) }};
 
+        analyze pg_temp.backdated_change__rows;
+
         drop table if exists pg_temp.backdated_change__days;
         create temporary table backdated_change__days on commit drop as
         select district_code, before_person_id as person_id, before_calendar_id as calendar_id, before_date as date
@@ -53,6 +55,10 @@
         select district_code, after_person_id, after_calendar_id, after_date
         from pg_temp.backdated_change__rows
         where after_date is not null;
+
+        -- Statistics first: a few thousand student-days are looked up in the aggregation's key index; an
+        -- unanalyzed table can make the planner scan every partition instead.
+        analyze pg_temp.backdated_change__days;
 
         drop table if exists pg_temp.backdated_change__before;
         create temporary table backdated_change__before on commit drop as
@@ -225,20 +231,7 @@
         {%- endfor %}
     ),
 
-    -- One branch per district, so each reads only its district's landing partition.
-    current_rows as (
-        select null::jsonb as now_row where false
-        {%- for district in measured %}
-        union all
-        select to_jsonb(attendance) as now_row
-        from landing.attendance as attendance
-        where attendance.district_code = '{{ district.district_code }}'
-            and attendance._batch_id > {{ district.previous_horizon }}
-            and attendance._batch_id <= {{ district.horizon }}
-        {%- endfor %}
-    ),
-
-    first_images as (
+    first_images as materialized (
         select distinct on (superseded.district_code, superseded.row_id)
             superseded.district_code,
             superseded.row_id,
@@ -252,19 +245,42 @@
         order by superseded.district_code asc, superseded.row_id asc, superseded.batch_id asc
     ),
 
-    -- A row without an image was alive before the window only if the window deleted it.
+    -- One branch per district, so each reads only its district's landing partition. Only rows that can be
+    -- backdated: dated before the previous as-of date now, or changed in the window (their image may be);
+    -- the new day's rows, the bulk of a nightly window, are left out before any jsonb is made.
+    current_rows as (
+        select null::text as district_code, null::integer as attendance_id, null::jsonb as now_row where false
+        {%- for district in measured %}
+        union all
+        select attendance.district_code, attendance.attendance_id, to_jsonb(attendance) as now_row
+        from landing.attendance as attendance
+        where attendance.district_code = '{{ district.district_code }}'
+            and attendance._batch_id > {{ district.previous_horizon }}
+            and attendance._batch_id <= {{ district.horizon }}
+            and (
+                attendance.date < date '{{ district.previous_as_of }}'
+                or attendance.attendance_id in (
+                    select first_images.row_id from first_images
+                    where first_images.district_code = '{{ district.district_code }}'
+                )
+            )
+        {%- endfor %}
+    ),
+
+    -- A row without an image was alive before the window only if the window deleted it. Joined on plain
+    -- columns: on jsonb expressions the planner cannot estimate the join and may loop over every pair.
     states as (
         select
-            current_rows.now_row ->> 'district_code' as district_code,
-            (current_rows.now_row ->> 'attendance_id')::integer as attendance_id,
+            current_rows.district_code,
+            current_rows.attendance_id,
             coalesce(first_images.old_row, case when (current_rows.now_row ->> '_deleted')::boolean
                 then current_rows.now_row || '{"_deleted": false}' end) as before_row,
             case when not (current_rows.now_row ->> '_deleted')::boolean then current_rows.now_row end
                 as after_row
         from current_rows
         left join first_images
-            on first_images.district_code = current_rows.now_row ->> 'district_code'
-            and first_images.row_id = (current_rows.now_row ->> 'attendance_id')::integer
+            on first_images.district_code = current_rows.district_code
+            and first_images.row_id = current_rows.attendance_id
     ),
 
 {%- endmacro %}

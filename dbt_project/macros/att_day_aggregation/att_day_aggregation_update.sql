@@ -8,15 +8,24 @@
     {%- do options.update({'attendance_days': att_day_aggregation_stage('attendance_days', options)}) -%}
     {%- call statement('att_day_aggregation_delete_rows') -%}
         {{ att_day_aggregation_planner(false) }}
-        -- A district's rows never pass the as-of date of its last run: later keys need no lookup.
+        -- A district's rows never pass the as-of date of its last run: later keys need no lookup. The keys
+        -- to look up go into a table of their own, analyzed, so that the planner sees how few they are (a
+        -- nightly's new day is most of the scope and needs none) and probes the partitions' key index
+        -- instead of scanning every row of the table.
+        drop table if exists pg_temp.att_day_aggregation__stale;
+        create temporary table att_day_aggregation__stale on commit drop as
+        select scope.district_code, scope.calendar_id, scope.person_id, scope.date
+        from pg_temp.att_day_aggregation__scope as scope
+        inner join pg_temp.att_day_aggregation__window as window_ on window_.district_code = scope.district_code
+        where scope.date <= window_.low_as_of;
+        analyze pg_temp.att_day_aggregation__stale;
+
         delete from {{ target_relation }} as existing
-        using pg_temp.att_day_aggregation__scope as scope
-        join pg_temp.att_day_aggregation__window as window_ on window_.district_code = scope.district_code
-        where existing.district_code = scope.district_code
-            and existing.calendar_id = scope.calendar_id
-            and existing.person_id = scope.person_id
-            and existing.date = scope.date
-            and scope.date <= window_.low_as_of;
+        using pg_temp.att_day_aggregation__stale as stale
+        where existing.district_code = stale.district_code
+            and existing.calendar_id = stale.calendar_id
+            and existing.person_id = stale.person_id
+            and existing.date = stale.date;
     {%- endcall -%}
     {%- call statement('att_day_aggregation_insert_rows') -%}
         {{ att_day_aggregation_planner(true) }}
