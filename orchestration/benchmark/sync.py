@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from orchestration.dbt.runner import JOB_EXCLUDES, DbtRunResult, run_dbt
-from orchestration.dbt.work_plan import AGGREGATION, LANDING_MODELS, plan_incremental_run, record_unchanged
+from orchestration.dbt.work_plan import AGGREGATION, LANDING_MODELS, plan_and_record
 from orchestration.districts.registry import District
 from orchestration.landing.load import load_districts
 from orchestration.warehouse import database
@@ -74,9 +74,8 @@ def compare_syncs(districts: list[District], section: Any, timed: Timed, as_of: 
             if dbt_args is not None:
                 if planned:
                     with database.connect() as conn:
-                        plan = plan_incremental_run(conn, [*LANDING_MODELS, AGGREGATION], None,
-                                                    options["as_of_date"])
-                        record_unchanged(conn, plan, cli_origin("benchmark"))
+                        plan = plan_and_record(conn, [*LANDING_MODELS, AGGREGATION], None, options["as_of_date"],
+                                               cli_origin("benchmark"))
                     dbt_args = [*dbt_args, *plan.exclude_args()]
                     section.notes.append(f"{name}: {plan.summary()}")
                 result = run_dbt(dbt_args, **options)

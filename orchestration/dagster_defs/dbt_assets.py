@@ -51,7 +51,7 @@ from orchestration.dbt.runner import (
     state_time_zone,
     vars_argument,
 )
-from orchestration.dbt.work_plan import default_as_of_date, plan_incremental_run, record_unchanged
+from orchestration.dbt.work_plan import default_as_of_date, plan_and_record
 from orchestration.districts.admin import sync_registry_file
 from orchestration.monitoring.report_headlines import report_headline_metadata
 from orchestration.warehouse import database
@@ -315,8 +315,7 @@ def work_plan(context: AssetExecutionContext, config: DbtBuildConfig,
         selected = sorted(key.path[-1] for key in context.selected_asset_keys)
         as_of = as_of_date_of(config.as_of_date) or default_as_of_date(state_time_zone())
         with database.connect() as conn:
-            decided = plan_incremental_run(conn, selected, districts, as_of)
-            record_unchanged(conn, decided, dagster_run_origin(context.run.run_id))
+            decided = plan_and_record(conn, selected, districts, as_of, dagster_run_origin(context.run.run_id))
         context.log.info(decided.summary())
         return decided.exclude_args()
 

@@ -196,3 +196,11 @@ def record_unchanged(conn: psycopg.Connection, plan: WorkPlan, origin: str) -> N
                                      "horizons": [horizon for _, horizon in plan.horizons],
                                      "models": models, "origin": origin})
     conn.commit()
+
+
+def plan_and_record(conn: psycopg.Connection, models: Sequence[str], districts: Sequence[str] | None,
+                    as_of_date: dt.date, origin: str) -> WorkPlan:
+    """plan_incremental_run, then record_unchanged: what a planned run does before it starts dbt."""
+    plan = plan_incremental_run(conn, models, districts, as_of_date)
+    record_unchanged(conn, plan, origin)
+    return plan
