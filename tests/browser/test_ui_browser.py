@@ -111,10 +111,13 @@ def test_resync_two_districts_with_check_dependencies_from_the_ui(ui: tuple[Dags
         all_depth = page.get_by_role("button", name="All", exact=True)
         if all_depth.is_enabled():
             all_depth.click()
-        page.wait_for_load_state("networkidle")
         # "Materialize all" of the upstream graph is Check Dependencies.
-        # "Materialize all (N)…": N counts the assets a run can write (not the districts or bookkeeping).
-        page.locator("button", has_text="Materialize all").first.click()
+        # "Materialize all (N)…": N counts the assets a run can write (not the districts or bookkeeping). Waiting
+        # for that count (the graph at full depth), not for an idle network: the UI keeps polling, and on a
+        # busy machine its requests may never pause for long enough.
+        materialize_all = page.locator("button", has_text=f"Materialize all ({expected_assets})").first
+        expect(materialize_all).to_be_visible()
+        materialize_all.click()
         dialog = page.get_by_role("dialog").filter(has_text="Launch runs to materialize")
         expect(dialog).to_contain_text(f"materialize {expected_assets} assets")
         dialog.get_by_text("Select a partition or create one").click()
